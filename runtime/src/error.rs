@@ -1,0 +1,68 @@
+use cid::Cid;
+use std::time::Duration;
+
+/// Errors of the runtime. [`Error::class`] tells callers (the HTTP layer) which of the caller's
+/// mistakes or the system's conditions each one is.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid CID {input:?}: {reason}")]
+    InvalidCid { input: String, reason: String },
+    #[error("invalid path {0:?}")]
+    InvalidPath(String),
+    #[error("block {cid} not found locally or from peers within {waited:?}")]
+    NotFound { cid: Cid, waited: Duration },
+    #[error("{cid} has no entry named {name:?}")]
+    NoSuchEntry { cid: Cid, name: String },
+    #[error("{0} is not a directory")]
+    NotADirectory(Cid),
+    #[error("{0} is a directory, not a file")]
+    IsADirectory(Cid),
+    #[error("{cid}: {reason}")]
+    Malformed { cid: Cid, reason: String },
+    #[error("range out of bounds: offset {offset} is past the end of a {size}-byte file")]
+    RangeNotSatisfiable { offset: u64, size: u64 },
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("the repository at {path} is in use by another process (is `ipfaas serve` running?)")]
+    RepoLocked { path: String },
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("IPFS node: {0}")]
+    Node(String),
+}
+
+/// Coarse classes that map onto HTTP statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    BadRequest,
+    NotFound,
+    RangeNotSatisfiable,
+    Unavailable,
+    Internal,
+}
+
+impl Error {
+    pub fn class(&self) -> Class {
+        match self {
+            Error::InvalidCid { .. }
+            | Error::InvalidPath(_)
+            | Error::NotADirectory(_)
+            | Error::IsADirectory(_)
+            | Error::InvalidInput(_) => Class::BadRequest,
+            Error::NotFound { .. } | Error::NoSuchEntry { .. } => Class::NotFound,
+            Error::RangeNotSatisfiable { .. } => Class::RangeNotSatisfiable,
+            Error::RepoLocked { .. } => Class::Unavailable,
+            Error::Malformed { .. } | Error::Io(_) | Error::Node(_) => Class::Internal,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Parses a CID, with an error that says what was wrong.
+pub fn parse_cid(s: &str) -> Result<Cid> {
+    s.trim().parse::<Cid>().map_err(|e| Error::InvalidCid {
+        input: s.to_string(),
+        reason: e.to_string(),
+    })
+}

@@ -1,0 +1,354 @@
+//! The backing store: an embedded IPFS node (rust-ipfs, libp2p inside) over an on-disk repo.
+//!
+//! Layout of a repo directory:
+//! - `blockstore/` — blocks, flatfs layout shared with rust-ipfs (see [`blockstore`]);
+//! - `datastore/`, `repo_lock` — rust-ipfs' own;
+//! - `pins/` — recursive pins (see [`pins`]);
+//! - `identity.key` — the node's libp2p keypair (protobuf), so the peer id survives restarts;
+//! - `ipfaas.lock` — held (flock) by the one process that owns the repo.
+//!
+//! Executors do not read this directly: each brings its own mounting mechanism on top of
+//! [`crate::unixfs::read`] (a byte stream, a tar stream, an exported tree).
+
+pub mod add;
+pub mod blockstore;
+pub mod metrics;
+pub mod pins;
+
+use crate::error::{Error, Result};
+use crate::unixfs::read::{self, BlockSource, ByteStream, Kind};
+use add::{AddOptions, AddOutcome, Adder};
+use blockstore::FlatFs;
+use bytes::Bytes;
+use cid::Cid;
+use futures::StreamExt;
+use metrics::StoreMetrics;
+use pins::Pins;
+use rust_ipfs::builder::DefaultIpfsBuilder;
+use rust_ipfs::{Ipfs, Keypair, Multiaddr, PeerId};
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub repo: PathBuf,
+    /// libp2p listen addresses; none = no transport at all (offline).
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    /// How long a read waits for a block that is not local before answering "not found".
+    pub fetch_timeout: Duration,
+    /// Never ask peers; a missing block is "not found" at once.
+    pub offline: bool,
+}
+
+impl StoreConfig {
+    pub fn offline(repo: impl Into<PathBuf>) -> Self {
+        Self {
+            repo: repo.into(),
+            listen: vec![],
+            bootstrap: vec![],
+            fetch_timeout: Duration::ZERO,
+            offline: true,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    repo: PathBuf,
+    blocks: FlatFs,
+    pins: Pins,
+    node: Ipfs,
+    metrics: StoreMetrics,
+    fetch_timeout: Duration,
+    offline: bool,
+    _lock: File,
+}
+
+fn lock_repo(repo: &Path) -> Result<File> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(repo.join("ipfaas.lock"))?;
+    // SAFETY: valid fd; flock has no memory-safety preconditions.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            return Err(Error::RepoLocked {
+                path: repo.display().to_string(),
+            });
+        }
+        return Err(e.into());
+    }
+    Ok(f)
+}
+
+fn load_or_create_identity(repo: &Path) -> Result<Keypair> {
+    let path = repo.join("identity.key");
+    match std::fs::read(&path) {
+        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes)
+            .map_err(|e| Error::Node(format!("{} is not a valid libp2p key: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let kp = Keypair::generate_ed25519();
+            let bytes = kp
+                .to_protobuf_encoding()
+                .map_err(|e| Error::Node(e.to_string()))?;
+            let tmp = repo.join("identity.key.tmp");
+            {
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut f = OpenOptions::new()
+                    .create(true)
+                    .truncate(true)
+                    .write(true)
+                    .mode(0o600)
+                    .open(&tmp)?;
+                f.write_all(&bytes)?;
+                f.sync_all()?;
+            }
+            std::fs::rename(&tmp, &path)?;
+            File::open(repo)?.sync_all()?;
+            Ok(kp)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Store {
+    pub async fn open(cfg: StoreConfig, registry: &prometheus::Registry) -> Result<Self> {
+        std::fs::create_dir_all(&cfg.repo)?;
+        let repo = cfg.repo.canonicalize()?;
+        let lock = lock_repo(&repo)?;
+        let keypair = load_or_create_identity(&repo)?;
+        let blocks = FlatFs::open(repo.join("blockstore"))?;
+        let pins = Pins::open(repo.join("pins"))?;
+
+        let mut b = DefaultIpfsBuilder::with_keypair(&keypair)
+            .map_err(|e| Error::Node(e.to_string()))?
+            .set_path(&repo)
+            .with_bitswap()
+            .with_identify(rust_ipfs::p2p::IdentifyConfiguration {
+                agent_version: format!("ipfaas/{}", env!("CARGO_PKG_VERSION")),
+                ..Default::default()
+            });
+        if !cfg.offline && !cfg.listen.is_empty() {
+            b = b.enable_tcp();
+            for a in &cfg.listen {
+                b = b.add_listening_addr(a.clone());
+            }
+        }
+        for a in &cfg.bootstrap {
+            b = b.add_bootstrap(a.clone());
+        }
+        let node = b
+            .start()
+            .await
+            .map_err(|e| Error::Node(format!("starting the IPFS node: {e:#}")))?;
+
+        let metrics = StoreMetrics::new(registry).map_err(|e| Error::Node(e.to_string()))?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                repo,
+                blocks,
+                pins,
+                node,
+                metrics,
+                fetch_timeout: cfg.fetch_timeout,
+                offline: cfg.offline,
+                _lock: lock,
+            }),
+        };
+        // block/byte gauges: one walk in the background, then kept current by adds
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Ok((n, bytes)) = s.inner.blocks.usage() {
+                s.inner.metrics.blocks.add(n as i64);
+                s.inner.metrics.bytes.add(bytes as i64);
+            }
+        });
+        Ok(store)
+    }
+
+    pub fn repo(&self) -> &Path {
+        &self.inner.repo
+    }
+
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.inner.metrics
+    }
+
+    pub fn node(&self) -> &Ipfs {
+        &self.inner.node
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.inner.node.keypair().public().to_peer_id()
+    }
+
+    pub fn public_key_protobuf(&self) -> Vec<u8> {
+        self.inner.node.keypair().public().encode_protobuf()
+    }
+
+    /// Listen addresses, each with `/p2p/<peer id>`.
+    pub async fn addresses(&self) -> Result<Vec<Multiaddr>> {
+        let id = self.peer_id();
+        let addrs = self
+            .inner
+            .node
+            .listening_addresses()
+            .await
+            .map_err(|e| Error::Node(e.to_string()))?;
+        Ok(addrs
+            .into_iter()
+            .map(|a| a.with(rust_ipfs::Protocol::P2p(id)))
+            .collect())
+    }
+
+    pub fn is_pinned(&self, cid: &Cid) -> bool {
+        self.inner.pins.is_pinned(cid)
+    }
+
+    pub fn pins(&self) -> Result<Vec<Cid>> {
+        Ok(self.inner.pins.list()?)
+    }
+
+    pub fn has_local(&self, cid: &Cid) -> bool {
+        self.inner.blocks.has(cid)
+    }
+
+    /// Runs one add on a blocking thread: `feed` imports entries into the [`Adder`]; if it
+    /// succeeds the add is committed (durable) and its roots pinned before this returns.
+    /// On error nothing is pinned and no CID is reported.
+    pub async fn add<F>(&self, opts: AddOptions, feed: F) -> Result<AddOutcome>
+    where
+        F: FnOnce(&mut Adder<'_>) -> Result<()> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let t = Instant::now();
+        let out = tokio::task::spawn_blocking(move || -> Result<AddOutcome> {
+            let pin = opts.pin;
+            let mut adder = Adder::new(&inner.blocks, opts);
+            feed(&mut adder)?;
+            let out = adder.finish()?;
+            if pin {
+                let roots: Vec<Cid> = out.roots.iter().map(|r| r.cid).collect();
+                inner.pins.add(&roots)?;
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(format!("add task failed: {e}"))))??;
+        let m = &self.inner.metrics;
+        m.add_seconds.observe(t.elapsed().as_secs_f64());
+        m.added_bytes.inc_by(out.content_bytes);
+        m.blocks.add(out.new_blocks as i64);
+        m.bytes.add(out.new_bytes as i64);
+        Ok(out)
+    }
+
+    pub async fn unpin(&self, cid: &Cid) -> Result<bool> {
+        let inner = self.inner.clone();
+        let cid = *cid;
+        tokio::task::spawn_blocking(move || inner.pins.remove(&cid))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?
+            .map_err(Error::from)
+    }
+
+    /// Resolves `cid[/path...]`.
+    pub async fn resolve(&self, root: Cid, path: &[&str]) -> Result<Cid> {
+        read::resolve(self, root, path).await
+    }
+
+    pub async fn stat(&self, cid: &Cid) -> Result<Kind> {
+        read::stat(self, cid).await
+    }
+
+    pub async fn entries(&self, cid: &Cid) -> Result<Vec<read::Entry>> {
+        read::entries(self, cid).await
+    }
+
+    /// Checks that `cid` is a file and the range starts inside it, then streams it.
+    /// Returns the file size and the stream.
+    pub async fn cat(&self, cid: Cid, offset: u64, len: Option<u64>) -> Result<(u64, ByteStream)> {
+        let size = match self.stat(&cid).await? {
+            Kind::File { size } => size,
+            Kind::Directory => return Err(Error::IsADirectory(cid)),
+            Kind::Symlink { target } => {
+                return Err(Error::InvalidInput(format!(
+                    "{cid} is a symlink to {target:?}"
+                )));
+            }
+        };
+        if offset > size || (offset == size && size > 0 && len != Some(0)) {
+            return Err(Error::RangeNotSatisfiable { offset, size });
+        }
+        Ok((
+            size,
+            self.measured(read::cat(self.clone(), cid, offset, len)),
+        ))
+    }
+
+    /// Streams the tree at `cid` as tar (see [`read::tar`]).
+    pub fn tar(&self, cid: Cid, root_name: String) -> ByteStream {
+        self.measured(read::tar(self.clone(), cid, root_name))
+    }
+
+    fn measured(&self, s: ByteStream) -> ByteStream {
+        struct Timer(Instant, StoreMetrics);
+        impl Drop for Timer {
+            fn drop(&mut self) {
+                self.1.read_seconds.observe(self.0.elapsed().as_secs_f64());
+            }
+        }
+        let timer = Timer(Instant::now(), self.inner.metrics.clone());
+        Box::pin(s.inspect(move |r| {
+            if let Ok(b) = r {
+                timer.1.read_bytes.inc_by(b.len() as u64);
+            }
+        }))
+    }
+
+    /// Stops the node and releases the repo.
+    pub async fn shutdown(self) {
+        if let Ok(inner) = Arc::try_unwrap(self.inner) {
+            inner.node.exit_daemon().await;
+        }
+    }
+}
+
+impl BlockSource for Store {
+    async fn block(&self, cid: &Cid) -> Result<Bytes> {
+        let inner = self.inner.clone();
+        let c = *cid;
+        let local = tokio::task::spawn_blocking(move || inner.blocks.get(&c))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
+        if let Some(data) = local {
+            return Ok(Bytes::from(data));
+        }
+        let waited = self.inner.fetch_timeout;
+        if self.inner.offline {
+            return Err(Error::NotFound {
+                cid: *cid,
+                waited: Duration::ZERO,
+            });
+        }
+        // rust-ipfs asks peers over bitswap, checks the bytes against the CID and stores them
+        match self.inner.node.get_block(*cid).timeout(waited).await {
+            Ok(block) => {
+                self.inner.metrics.fetched_blocks.inc();
+                Ok(Bytes::copy_from_slice(block.data()))
+            }
+            Err(_) => Err(Error::NotFound { cid: *cid, waited }),
+        }
+    }
+}
