@@ -1,0 +1,37 @@
+//! Human-friendly sizes (`8GiB`, `10MB`, `4096`) for command-line options.
+
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1000_000_000_000,
+        "tib" => 1 << 40,
+        u => return Err(format!("invalid size unit {u:?} in {s:?}")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("8GiB"), Ok(8 << 30));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert_eq!(parse_size("1 kib"), Ok(1024));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("1XB").is_err());
+        assert!(parse_size("99999999999TiB").is_err());
+    }
+}
