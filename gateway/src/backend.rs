@@ -51,7 +51,9 @@ impl Backend {
         let explicit = api.is_some();
         let base = match api {
             Some(a) => Some(a),
-            None => std::fs::read_to_string(api_file(repo)).ok().map(|s| s.trim().to_string()),
+            None => std::fs::read_to_string(api_file(repo))
+                .ok()
+                .map(|s| s.trim().to_string()),
         };
         if let Some(base) = base {
             let base = base.trim_end_matches('/').to_string();
@@ -90,7 +92,12 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
     let body = resp.text().await.unwrap_or_default();
     let msg = serde_json::from_str::<Value>(&body)
         .ok()
-        .and_then(|v| v.get("error").or(v.get("Message")).and_then(Value::as_str).map(str::to_string))
+        .and_then(|v| {
+            v.get("error")
+                .or(v.get("Message"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .unwrap_or(body);
     Err(anyhow!("{msg} (HTTP {status})"))
 }
@@ -117,10 +124,20 @@ enum Item {
     Symlink(String, String),
 }
 
-fn walk(fs_path: &Path, name: &str, recursive: bool, hidden: bool, out: &mut Vec<Item>) -> Result<()> {
-    let meta = std::fs::symlink_metadata(fs_path).with_context(|| format!("{}", fs_path.display()))?;
+fn walk(
+    fs_path: &Path,
+    name: &str,
+    recursive: bool,
+    hidden: bool,
+    out: &mut Vec<Item>,
+) -> Result<()> {
+    let meta =
+        std::fs::symlink_metadata(fs_path).with_context(|| format!("{}", fs_path.display()))?;
     if meta.is_symlink() {
-        out.push(Item::Symlink(name.into(), std::fs::read_link(fs_path)?.to_string_lossy().into_owned()));
+        out.push(Item::Symlink(
+            name.into(),
+            std::fs::read_link(fs_path)?.to_string_lossy().into_owned(),
+        ));
     } else if meta.is_dir() {
         if !recursive {
             bail!("{} is a directory; use -r", fs_path.display());
@@ -129,7 +146,10 @@ fn walk(fs_path: &Path, name: &str, recursive: bool, hidden: bool, out: &mut Vec
         let mut children: Vec<_> = std::fs::read_dir(fs_path)?.collect::<std::io::Result<_>>()?;
         children.sort_by_key(|e| e.file_name());
         for e in children {
-            let child = e.file_name().into_string().map_err(|n| anyhow!("file name {n:?} is not valid UTF-8"))?;
+            let child = e
+                .file_name()
+                .into_string()
+                .map_err(|n| anyhow!("file name {n:?} is not valid UTF-8"))?;
             if hidden || !child.starts_with('.') {
                 walk(&e.path(), &format!("{name}/{child}"), true, hidden, out)?;
             }
@@ -146,7 +166,10 @@ pub fn input_size(paths: &[(PathBuf, String)], recursive: bool, hidden: bool) ->
     for (p, n) in paths {
         walk(p, n, recursive, hidden, &mut items)?;
     }
-    Ok(items.iter().map(|i| if let Item::File(_, _, n) = i { *n } else { 0 }).sum())
+    Ok(items
+        .iter()
+        .map(|i| if let Item::File(_, _, n) = i { *n } else { 0 })
+        .sum())
 }
 
 impl Backend {
@@ -186,7 +209,11 @@ impl Backend {
                     .added
                     .iter()
                     .map(|a| AddedLine {
-                        name: if a.path.is_empty() && !wrap { a.cid.to_string() } else { a.path.clone() },
+                        name: if a.path.is_empty() && !wrap {
+                            a.cid.to_string()
+                        } else {
+                            a.path.clone()
+                        },
                         hash: a.cid.to_string(),
                     })
                     .collect())
@@ -202,16 +229,22 @@ impl Backend {
                         Item::Dir(name) => reqwest::multipart::Part::bytes(Vec::new())
                             .file_name(escape(&name))
                             .mime_str("application/x-directory")?,
-                        Item::Symlink(name, target) => {
-                            reqwest::multipart::Part::text(target).file_name(escape(&name)).mime_str("application/symlink")?
-                        }
+                        Item::Symlink(name, target) => reqwest::multipart::Part::text(target)
+                            .file_name(escape(&name))
+                            .mime_str("application/symlink")?,
                         Item::File(name, path, len) => {
-                            let f = tokio::fs::File::open(&path).await.with_context(|| path.display().to_string())?;
+                            let f = tokio::fs::File::open(&path)
+                                .await
+                                .with_context(|| path.display().to_string())?;
                             let pb = progress.clone();
-                            let s = tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024).inspect_ok(move |b| pb.inc(b.len() as u64));
-                            reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(s), len)
-                                .file_name(escape(&name))
-                                .mime_str("application/octet-stream")?
+                            let s = tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024)
+                                .inspect_ok(move |b| pb.inc(b.len() as u64));
+                            reqwest::multipart::Part::stream_with_length(
+                                reqwest::Body::wrap_stream(s),
+                                len,
+                            )
+                            .file_name(escape(&name))
+                            .mime_str("application/octet-stream")?
                         }
                     };
                     form = form.part("file", part);
@@ -220,12 +253,23 @@ impl Backend {
                 let text = resp.text().await?;
                 let mut out = Vec::new();
                 for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                    let v: Value = serde_json::from_str(line).with_context(|| format!("bad add response line {line:?}"))?;
-                    if let Some(msg) = v.get("Message").and_then(Value::as_str).filter(|_| v.get("Type").and_then(Value::as_str) == Some("error")) {
+                    let v: Value = serde_json::from_str(line)
+                        .with_context(|| format!("bad add response line {line:?}"))?;
+                    if let Some(msg) = v
+                        .get("Message")
+                        .and_then(Value::as_str)
+                        .filter(|_| v.get("Type").and_then(Value::as_str) == Some("error"))
+                    {
                         bail!("{msg}");
                     }
-                    if let (Some(name), Some(hash)) = (v.get("Name").and_then(Value::as_str), v.get("Hash").and_then(Value::as_str)) {
-                        out.push(AddedLine { name: name.into(), hash: hash.into() });
+                    if let (Some(name), Some(hash)) = (
+                        v.get("Name").and_then(Value::as_str),
+                        v.get("Hash").and_then(Value::as_str),
+                    ) {
+                        out.push(AddedLine {
+                            name: name.into(),
+                            hash: hash.into(),
+                        });
                     }
                 }
                 Ok(out)
@@ -265,7 +309,12 @@ impl Backend {
             Backend::Local(store) => {
                 let cid = Self::resolve_local(store, arg).await?;
                 store.stat(&cid).await?;
-                let name = arg.trim_end_matches('/').rsplit('/').next().unwrap_or(arg).to_string();
+                let name = arg
+                    .trim_end_matches('/')
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(arg)
+                    .to_string();
                 Ok(Box::pin(store.tar(cid, name).map_err(anyhow::Error::from)))
             }
             Backend::Remote(r) => {
@@ -289,13 +338,24 @@ impl Backend {
                         Kind::File { size } => (2, size),
                         Kind::Symlink { .. } => (4, 0),
                     };
-                    out.push(LsEntry { name: e.name, hash: e.cid.to_string(), size, kind });
+                    out.push(LsEntry {
+                        name: e.name,
+                        hash: e.cid.to_string(),
+                        size,
+                        kind,
+                    });
                 }
                 Ok(out)
             }
             Backend::Remote(r) => {
-                let v: Value = check(r.post("ls").query(&[("arg", arg)]).send().await?).await?.json().await?;
-                let links = v["Objects"][0]["Links"].as_array().cloned().unwrap_or_default();
+                let v: Value = check(r.post("ls").query(&[("arg", arg)]).send().await?)
+                    .await?
+                    .json()
+                    .await?;
+                let links = v["Objects"][0]["Links"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
                 Ok(links
                     .iter()
                     .map(|l| LsEntry {
@@ -325,7 +385,10 @@ impl Backend {
             Backend::Local(store) => Ok(store.pins()?.iter().map(ToString::to_string).collect()),
             Backend::Remote(r) => {
                 let v: Value = check(r.post("pin/ls").send().await?).await?.json().await?;
-                Ok(v["Keys"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default())
+                Ok(v["Keys"]
+                    .as_object()
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default())
             }
         }
     }
@@ -339,7 +402,9 @@ impl Backend {
                 }
                 Ok(())
             }
-            Backend::Remote(r) => check(r.post("pin/rm").query(&[("arg", cid)]).send().await?).await.map(drop),
+            Backend::Remote(r) => check(r.post("pin/rm").query(&[("arg", cid)]).send().await?)
+                .await
+                .map(drop),
         }
     }
 }

@@ -15,7 +15,11 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 #[derive(Parser, Debug)]
-#[command(name = "ipfaas", version, about = "FaaS gateway over content-addressed data, with an embedded IPFS node")]
+#[command(
+    name = "ipfaas",
+    version,
+    about = "FaaS gateway over content-addressed data, with an embedded IPFS node"
+)]
 pub struct Cli {
     /// Repository directory [default: $IPFAAS_HOME, else the platform data dir + /ipfaas]
     #[arg(long, global = true, env = "IPFAAS_HOME")]
@@ -125,7 +129,9 @@ pub struct AddArgs {
 }
 
 fn default_repo() -> PathBuf {
-    dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("ipfaas")
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("ipfaas")
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -145,7 +151,11 @@ async fn client(b: &Backend, cmd: Cmd) -> Result<()> {
     match cmd {
         Cmd::Serve(_) => unreachable!("handled by run"),
         Cmd::Add(a) => add(b, a).await,
-        Cmd::Cat { path, offset, length } => {
+        Cmd::Cat {
+            path,
+            offset,
+            length,
+        } => {
             let mut s = b.cat(&path, offset, length).await?;
             let mut out = tokio::io::stdout();
             while let Some(chunk) = s.next().await {
@@ -155,11 +165,17 @@ async fn client(b: &Backend, cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::Get { path, output } => {
-            let name = path.trim_end_matches('/').rsplit('/').next().unwrap_or(&path).to_string();
+            let name = path
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or(&path)
+                .to_string();
             let out = output.unwrap_or_else(|| PathBuf::from(&name));
             let stream = b.get(&path).await?;
             let dest = out.clone();
-            let reader = tokio_util::io::StreamReader::new(stream.map(|r| r.map_err(std::io::Error::other)));
+            let reader =
+                tokio_util::io::StreamReader::new(stream.map(|r| r.map_err(std::io::Error::other)));
             let sync = tokio_util::io::SyncIoBridge::new(reader);
             tokio::task::spawn_blocking(move || unpack(sync, &dest)).await??;
             eprintln!("Saving file(s) to {}", out.display());
@@ -213,7 +229,9 @@ fn unpack(r: impl std::io::Read, dest: &Path) -> Result<()> {
         if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
-        entry.unpack(&target).with_context(|| format!("writing {}", target.display()))?;
+        entry
+            .unpack(&target)
+            .with_context(|| format!("writing {}", target.display()))?;
     }
     Ok(())
 }
@@ -222,10 +240,13 @@ async fn add(b: &Backend, a: AddArgs) -> Result<()> {
     let mut import = ImportOptions::profile(a.profile.unwrap_or_default());
     let mut query: Vec<(String, String)> = vec![];
     if let Some(p) = a.profile {
-        query.push(("profile".into(), match p {
-            Profile::UnixfsV0_2015 => "unixfs-v0-2015".into(),
-            Profile::UnixfsV1_2025 => "unixfs-v1-2025".into(),
-        }));
+        query.push((
+            "profile".into(),
+            match p {
+                Profile::UnixfsV0_2015 => "unixfs-v0-2015".into(),
+                Profile::UnixfsV1_2025 => "unixfs-v1-2025".into(),
+            },
+        ));
     }
     if let Some(v) = a.cid_version {
         if v > 1 {
@@ -242,9 +263,16 @@ async fn add(b: &Backend, a: AddArgs) -> Result<()> {
         import = import.with_chunker(c).map_err(anyhow::Error::msg)?;
         query.push(("chunker".into(), c.clone()));
     }
-    query.push(("wrap-with-directory".into(), a.wrap_with_directory.to_string()));
+    query.push((
+        "wrap-with-directory".into(),
+        a.wrap_with_directory.to_string(),
+    ));
     query.push(("pin".into(), a.pin.to_string()));
-    let opts = AddOptions { import, wrap: a.wrap_with_directory, pin: a.pin };
+    let opts = AddOptions {
+        import,
+        wrap: a.wrap_with_directory,
+        pin: a.pin,
+    };
 
     let mut named = Vec::new();
     for p in &a.paths {
@@ -260,14 +288,18 @@ async fn add(b: &Backend, a: AddArgs) -> Result<()> {
     let pb = if total >= 16 << 20 && !a.quiet && !a.quieter {
         let pb = indicatif::ProgressBar::new(total);
         pb.set_style(
-            indicatif::ProgressStyle::with_template("{bytes}/{total_bytes} [{wide_bar}] {binary_bytes_per_sec} eta {eta}")
-                .expect("valid template"),
+            indicatif::ProgressStyle::with_template(
+                "{bytes}/{total_bytes} [{wide_bar}] {binary_bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template"),
         );
         pb
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let lines = b.add(&named, opts, query, a.recursive, a.hidden, pb.clone()).await;
+    let lines = b
+        .add(&named, opts, query, a.recursive, a.hidden, pb.clone())
+        .await;
     pb.finish_and_clear();
     let lines = lines?;
     let mut stdout = std::io::stdout().lock();
@@ -291,17 +323,31 @@ async fn serve(repo: &Path, api_token: Option<String>, args: ServeArgs) -> Resul
     let listen = args
         .swarm_listen
         .iter()
-        .map(|a| a.parse().with_context(|| format!("invalid --swarm-listen {a:?}")))
+        .map(|a| {
+            a.parse()
+                .with_context(|| format!("invalid --swarm-listen {a:?}"))
+        })
         .collect::<Result<Vec<_>>>()?;
     let bootstrap = args
         .bootstrap
         .iter()
-        .map(|a| a.parse().with_context(|| format!("invalid --bootstrap {a:?}")))
+        .map(|a| {
+            a.parse()
+                .with_context(|| format!("invalid --bootstrap {a:?}"))
+        })
         .collect::<Result<Vec<_>>>()?;
     let registry = prometheus::Registry::new();
-    let cfg = StoreConfig { repo: repo.to_path_buf(), listen, bootstrap, fetch_timeout: args.fetch_timeout, offline: args.offline };
+    let cfg = StoreConfig {
+        repo: repo.to_path_buf(),
+        listen,
+        bootstrap,
+        fetch_timeout: args.fetch_timeout,
+        offline: args.offline,
+    };
     let store = Store::open(cfg, &registry).await?;
-    let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     let url = format!("http://{addr}");
     let api = api_file(store.repo());
@@ -315,7 +361,14 @@ async fn serve(repo: &Path, api_token: Option<String>, args: ServeArgs) -> Resul
         store.peer_id(),
         if api_token.is_some() { "on" } else { "off" }
     );
-    let app = App::new(store.clone(), registry, ServerConfig { api_token, max_body: args.max_body_size })?;
+    let app = App::new(
+        store.clone(),
+        registry,
+        ServerConfig {
+            api_token,
+            max_body: args.max_body_size,
+        },
+    )?;
     server::run(app, listener, shutdown_signal()).await;
     let _ = std::fs::remove_file(&api);
     tracing::info!("shutting down");
@@ -324,7 +377,8 @@ async fn serve(repo: &Path, api_token: Option<String>, args: ServeArgs) -> Resul
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("signal handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

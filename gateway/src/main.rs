@@ -13,8 +13,9 @@ async fn main() -> ExitCode {
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("IPFAAS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn,rust_ipfs=warn,connexa=warn")),
+            tracing_subscriber::EnvFilter::try_from_env("IPFAAS_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,libp2p=warn,rust_ipfs=warn,connexa=warn")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 async fn open(repo: &Path) -> Store {
-    Store::open(StoreConfig::offline(repo), &prometheus::Registry::new()).await.unwrap()
+    Store::open(StoreConfig::offline(repo), &prometheus::Registry::new())
+        .await
+        .unwrap()
 }
 
 fn rand_bytes(len: usize, seed: u64) -> Vec<u8> {
@@ -32,7 +34,12 @@ fn rand_bytes(len: usize, seed: u64) -> Vec<u8> {
 
 async fn add_bytes(store: &Store, name: &str, data: Vec<u8>, opts: AddOptions) -> Cid {
     let name = name.to_string();
-    let out = store.add(opts, move |a| a.file(&name, &mut &data[..], |_| {}).map(drop)).await.unwrap();
+    let out = store
+        .add(opts, move |a| {
+            a.file(&name, &mut &data[..], |_| {}).map(drop)
+        })
+        .await
+        .unwrap();
     out.roots[0].cid
 }
 
@@ -55,24 +62,52 @@ async fn kubo_tree_vector_via_local_add_and_reads() {
     std::fs::write(src.join(".hidden"), "skipped like ipfs add -r").unwrap();
     let store = open(&tmp.path().join("repo")).await;
     let out = store
-        .add(AddOptions::default(), move |a| a.local(&src, "test_current_dir", true, false, &mut |_, _| {}))
+        .add(AddOptions::default(), move |a| {
+            a.local(&src, "test_current_dir", true, false, &mut |_, _| {})
+        })
         .await
         .unwrap();
     // Kubo t0040-add-and-cat.sh: `ipfs add -r .` of this tree
     let root = out.roots[0].cid;
-    assert_eq!(root.to_string(), "QmZQWnfcqJ6hNkkPvrY9Q5X39GP3jUnUbAV4AbmbbR3Cb1");
+    assert_eq!(
+        root.to_string(),
+        "QmZQWnfcqJ6hNkkPvrY9Q5X39GP3jUnUbAV4AbmbbR3Cb1"
+    );
     let paths: Vec<_> = out.added.iter().map(|a| a.path.as_str()).collect();
-    assert_eq!(paths, ["test_current_dir/hello/world", "test_current_dir/hey", "test_current_dir/hello", "test_current_dir"]);
+    assert_eq!(
+        paths,
+        [
+            "test_current_dir/hello/world",
+            "test_current_dir/hey",
+            "test_current_dir/hello",
+            "test_current_dir"
+        ]
+    );
     assert!(store.is_pinned(&root));
 
-    let names: Vec<_> = store.entries(&root).await.unwrap().into_iter().map(|e| e.name).collect();
+    let names: Vec<_> = store
+        .entries(&root)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(names, ["hello", "hey"]);
     let world = store.resolve(root, &["hello", "world"]).await.unwrap();
     let (size, s) = store.cat(world, 0, None).await.unwrap();
     assert_eq!((size, collect(s).await), (6, b"World\n".to_vec()));
-    assert!(matches!(store.resolve(root, &["nope"]).await, Err(Error::NoSuchEntry { .. })));
-    assert!(matches!(store.cat(root, 0, None).await, Err(Error::IsADirectory(_))));
-    assert!(matches!(store.resolve(world, &["x"]).await, Err(Error::NotADirectory(_))));
+    assert!(matches!(
+        store.resolve(root, &["nope"]).await,
+        Err(Error::NoSuchEntry { .. })
+    ));
+    assert!(matches!(
+        store.cat(root, 0, None).await,
+        Err(Error::IsADirectory(_))
+    ));
+    assert!(matches!(
+        store.resolve(world, &["x"]).await,
+        Err(Error::NotADirectory(_))
+    ));
     store.shutdown().await;
 }
 
@@ -92,24 +127,55 @@ async fn range_reads_fetch_only_overlapping_blocks() {
     let store = open(tmp.path()).await;
     let data = rand_bytes(3 * 1024 * 1024 + 123, 7);
     // 1 KiB chunks and 4 links per node: a 4-level tree of 3,073 leaves
-    let import = ImportOptions { chunk_size: 1024, max_links: 4, ..Default::default() };
-    let cid = add_bytes(&store, "f", data.clone(), AddOptions { import, ..Default::default() }).await;
+    let import = ImportOptions {
+        chunk_size: 1024,
+        max_links: 4,
+        ..Default::default()
+    };
+    let cid = add_bytes(
+        &store,
+        "f",
+        data.clone(),
+        AddOptions {
+            import,
+            ..Default::default()
+        },
+    )
+    .await;
     let (size, s) = store.cat(cid, 0, None).await.unwrap();
     assert_eq!(size, data.len() as u64);
     assert_eq!(collect(s).await, data);
 
-    for (off, len) in [(0u64, 1u64), (1023, 2), (1_000_000, 300_000), (data.len() as u64 - 5, 100), (5000, 0)] {
+    for (off, len) in [
+        (0u64, 1u64),
+        (1023, 2),
+        (1_000_000, 300_000),
+        (data.len() as u64 - 5, 100),
+        (5000, 0),
+    ] {
         let n = Arc::new(AtomicUsize::new(0));
-        let got = collect(read::cat(Counting(store.clone(), n.clone()), cid, off, Some(len))).await;
+        let got = collect(read::cat(
+            Counting(store.clone(), n.clone()),
+            cid,
+            off,
+            Some(len),
+        ))
+        .await;
         let end = (off + len).min(data.len() as u64) as usize;
         assert_eq!(got, &data[off as usize..end], "range {off}+{len}");
         let leaves = (end as u64).div_ceil(1024) - off / 1024;
         // the range's leaves and their ancestors (~1/3 more for a 4-ary tree), never the ~1,000
         // leaves before offset 1,000,000
         let fetched = n.load(Ordering::SeqCst) as u64;
-        assert!(fetched <= leaves + leaves / 3 + 16, "range {off}+{len}: fetched {fetched} blocks for {leaves} leaves");
+        assert!(
+            fetched <= leaves + leaves / 3 + 16,
+            "range {off}+{len}: fetched {fetched} blocks for {leaves} leaves"
+        );
     }
-    assert!(matches!(store.cat(cid, size + 1, None).await, Err(Error::RangeNotSatisfiable { .. })));
+    assert!(matches!(
+        store.cat(cid, size + 1, None).await,
+        Err(Error::RangeNotSatisfiable { .. })
+    ));
     store.shutdown().await;
 }
 
@@ -127,7 +193,12 @@ async fn tar_stream_is_laid_out_like_ipfs_get() {
     std::fs::write(src.join(&long), "long name").unwrap();
 
     let store = open(&tmp.path().join("repo")).await;
-    let out = store.add(AddOptions::default(), move |a| a.local(&src, "tree", true, false, &mut |_, _| {})).await.unwrap();
+    let out = store
+        .add(AddOptions::default(), move |a| {
+            a.local(&src, "tree", true, false, &mut |_, _| {})
+        })
+        .await
+        .unwrap();
     let root = out.roots[0].cid;
     let bytes = collect(store.tar(root, root.to_string())).await;
     assert_eq!(bytes.len() % 512, 0);
@@ -140,29 +211,53 @@ async fn tar_stream_is_laid_out_like_ipfs_get() {
         assert_eq!(e.header().mtime().unwrap(), 0);
         let mut content = Vec::new();
         e.read_to_end(&mut content).unwrap();
-        let rel = path.strip_prefix(&root.to_string()).unwrap().trim_start_matches('/').trim_end_matches('/').to_string();
+        let rel = path
+            .strip_prefix(&root.to_string())
+            .unwrap()
+            .trim_start_matches('/')
+            .trim_end_matches('/')
+            .to_string();
         match rel.as_str() {
             "sub/deeper/big.bin" => assert_eq!(content, big),
             "héllo wörld.txt" => assert_eq!(content, "grüße\n".as_bytes()),
             "sub/link" => {
                 assert!(kind.is_symlink());
-                assert_eq!(e.link_name().unwrap().unwrap().to_str(), Some("../héllo wörld.txt"));
+                assert_eq!(
+                    e.link_name().unwrap().unwrap().to_str(),
+                    Some("../héllo wörld.txt")
+                );
             }
             r if r == long => assert_eq!(content, b"long name"),
             _ => assert!(kind.is_dir(), "{rel:?} should be a directory"),
         }
         seen.push(rel);
     }
-    let want = ["", "empty", "héllo wörld.txt", &long, "sub", "sub/deeper", "sub/deeper/big.bin", "sub/link"];
+    let want = [
+        "",
+        "empty",
+        "héllo wörld.txt",
+        &long,
+        "sub",
+        "sub/deeper",
+        "sub/deeper/big.bin",
+        "sub/link",
+    ];
     assert_eq!(seen, want);
     // the same CID always gives the same archive
     assert_eq!(collect(store.tar(root, root.to_string())).await, bytes);
 
     // a single file is one entry named like the request
-    let file = store.resolve(root, &["sub", "deeper", "big.bin"]).await.unwrap();
+    let file = store
+        .resolve(root, &["sub", "deeper", "big.bin"])
+        .await
+        .unwrap();
     let bytes = collect(store.tar(file, "big.bin".into())).await;
     let mut ar = tar::Archive::new(&bytes[..]);
-    let entries: Vec<_> = ar.entries().unwrap().map(|e| e.unwrap().path().unwrap().into_owned()).collect();
+    let entries: Vec<_> = ar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().into_owned())
+        .collect();
     assert_eq!(entries, [Path::new("big.bin")]);
     store.shutdown().await;
 }
@@ -172,26 +267,51 @@ async fn hamt_directories_list_resolve_and_export() {
     let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path()).await;
     // t0260's testdata, force-sharded: Kubo's CID, then read back through the shards
-    let import = ImportOptions { hamt_threshold: 1, ..Default::default() };
+    let import = ImportOptions {
+        hamt_threshold: 1,
+        ..Default::default()
+    };
     let out = store
-        .add(AddOptions { import, ..Default::default() }, |a| {
-            for i in 1..=2000 {
-                a.file(&format!("testdata/file{i}"), &mut format!("{i}\n").as_bytes(), |_| {})?;
-            }
-            Ok(())
-        })
+        .add(
+            AddOptions {
+                import,
+                ..Default::default()
+            },
+            |a| {
+                for i in 1..=2000 {
+                    a.file(
+                        &format!("testdata/file{i}"),
+                        &mut format!("{i}\n").as_bytes(),
+                        |_| {},
+                    )?;
+                }
+                Ok(())
+            },
+        )
         .await
         .unwrap();
     let root = out.roots[0].cid;
-    assert_eq!(root.to_string(), "QmSCJD1KYLhVVHqBK3YyXuoEqHt7vggyJhzoFYbT8v1XYL");
+    assert_eq!(
+        root.to_string(),
+        "QmSCJD1KYLhVVHqBK3YyXuoEqHt7vggyJhzoFYbT8v1XYL"
+    );
     let entries = store.entries(&root).await.unwrap();
     assert_eq!(entries.len(), 2000);
     let mut names: Vec<_> = (1..=2000).map(|i| format!("file{i}")).collect();
     names.sort();
-    assert_eq!(entries.iter().map(|e| e.name.clone()).collect::<Vec<_>>(), names);
+    assert_eq!(
+        entries.iter().map(|e| e.name.clone()).collect::<Vec<_>>(),
+        names
+    );
     let f100 = store.resolve(root, &["file100"]).await.unwrap();
-    assert_eq!(f100.to_string(), "QmZ3RfWk1u5LEGYLHA633B5TNJy3Du27K6Fny9wcxpowGS");
-    assert!(matches!(store.resolve(root, &["file2001"]).await, Err(Error::NoSuchEntry { .. })));
+    assert_eq!(
+        f100.to_string(),
+        "QmZ3RfWk1u5LEGYLHA633B5TNJy3Du27K6Fny9wcxpowGS"
+    );
+    assert!(matches!(
+        store.resolve(root, &["file2001"]).await,
+        Err(Error::NoSuchEntry { .. })
+    ));
     let bytes = collect(store.tar(root, "testdata".into())).await;
     let n = tar::Archive::new(&bytes[..]).entries().unwrap().count();
     assert_eq!(n, 2001);
@@ -204,11 +324,28 @@ async fn repo_survives_restart_with_identity_pins_and_data() {
     let store = open(tmp.path()).await;
     let peer = store.peer_id();
     let data = rand_bytes(2 << 20, 11);
-    let v1 = AddOptions { import: ImportOptions::profile(Profile::UnixfsV1_2025), ..Default::default() };
+    let v1 = AddOptions {
+        import: ImportOptions::profile(Profile::UnixfsV1_2025),
+        ..Default::default()
+    };
     let cid = add_bytes(&store, "data.bin", data.clone(), v1).await;
-    let unpinned = add_bytes(&store, "tmp", b"scratch".to_vec(), AddOptions { pin: false, ..Default::default() }).await;
+    let unpinned = add_bytes(
+        &store,
+        "tmp",
+        b"scratch".to_vec(),
+        AddOptions {
+            pin: false,
+            ..Default::default()
+        },
+    )
+    .await;
     // the repo is owned by one process at a time
-    match Store::open(StoreConfig::offline(tmp.path()), &prometheus::Registry::new()).await {
+    match Store::open(
+        StoreConfig::offline(tmp.path()),
+        &prometheus::Registry::new(),
+    )
+    .await
+    {
         Err(Error::RepoLocked { .. }) => {}
         Err(e) => panic!("expected RepoLocked, got {e}"),
         Ok(_) => panic!("expected RepoLocked, got a second store"),
@@ -237,31 +374,62 @@ async fn missing_blocks_are_not_found_after_the_configured_wait() {
         fetch_timeout: Duration::from_millis(700),
         offline: false,
     };
-    let store = Store::open(cfg, &prometheus::Registry::new()).await.unwrap();
+    let store = Store::open(cfg, &prometheus::Registry::new())
+        .await
+        .unwrap();
     let t = Instant::now();
     while store.addresses().await.unwrap().is_empty() {
-        assert!(t.elapsed() < Duration::from_secs(10), "the node never listened");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the node never listened"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let absent: Cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku".parse().unwrap();
+    let absent: Cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+        .parse()
+        .unwrap();
     let t = Instant::now();
-    assert!(matches!(store.stat(&absent).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        store.stat(&absent).await,
+        Err(Error::NotFound { .. })
+    ));
     let waited = t.elapsed();
-    assert!(waited >= Duration::from_millis(600) && waited < Duration::from_secs(10), "waited {waited:?}");
-    assert!(matches!(store.stat(&absent).await.unwrap_err().class(), ipfaas_runtime::error::Class::NotFound));
+    assert!(
+        waited >= Duration::from_millis(600) && waited < Duration::from_secs(10),
+        "waited {waited:?}"
+    );
+    assert!(matches!(
+        store.stat(&absent).await.unwrap_err().class(),
+        ipfaas_runtime::error::Class::NotFound
+    ));
     // a corrupt DAG is an error, not a panic: a dag-pb CID whose block is not dag-pb
     let junk = b"\xff\xff not protobuf".to_vec();
     let forged = Cid::new_v1(0x70, ipfaas_runtime::unixfs::sha256(&junk));
     store
-        .add(AddOptions { pin: false, ..Default::default() }, move |a| {
-            use ipfaas_runtime::unixfs::BlockSink;
-            a.sink().put(&forged, &junk)?;
-            a.file("x", &mut &b"x"[..], |_| {}).map(drop)
-        })
+        .add(
+            AddOptions {
+                pin: false,
+                ..Default::default()
+            },
+            move |a| {
+                use ipfaas_runtime::unixfs::BlockSink;
+                a.sink().put(&forged, &junk)?;
+                a.file("x", &mut &b"x"[..], |_| {}).map(drop)
+            },
+        )
         .await
         .unwrap();
-    assert!(matches!(store.stat(&forged).await, Err(Error::Malformed { .. })));
-    assert!(matches!(store.entries(&forged).await, Err(Error::Malformed { .. })));
-    assert!(matches!(store.cat(forged, 0, None).await, Err(Error::Malformed { .. })));
+    assert!(matches!(
+        store.stat(&forged).await,
+        Err(Error::Malformed { .. })
+    ));
+    assert!(matches!(
+        store.entries(&forged).await,
+        Err(Error::Malformed { .. })
+    ));
+    assert!(matches!(
+        store.cat(forged, 0, None).await,
+        Err(Error::Malformed { .. })
+    ));
     store.shutdown().await;
 }

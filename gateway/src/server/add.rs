@@ -40,13 +40,22 @@ enum Event {
 }
 
 pub fn options(q: &Query) -> ApiResult<AddOptions> {
-    let profile: Profile = q.get("profile").map(str::parse).transpose().map_err(ApiError::bad_request)?.unwrap_or_default();
+    let profile: Profile = q
+        .get("profile")
+        .map(str::parse)
+        .transpose()
+        .map_err(ApiError::bad_request)?
+        .unwrap_or_default();
     let mut import = ImportOptions::profile(profile);
     if let Some(v) = q.get("cid-version") {
         match v {
             "0" => import = import.with_cid_version(false),
             "1" => import = import.with_cid_version(true),
-            _ => return Err(ApiError::bad_request(format!("cid-version must be 0 or 1, got {v:?}"))),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "cid-version must be 0 or 1, got {v:?}"
+                )));
+            }
         }
     }
     if q.get("raw-leaves").is_some() {
@@ -56,7 +65,9 @@ pub fn options(q: &Query) -> ApiResult<AddOptions> {
         import = import.with_chunker(c).map_err(ApiError::bad_request)?;
     }
     if let Some(h) = q.get("hash").filter(|h| *h != "sha2-256") {
-        return Err(ApiError::bad_request(format!("hash {h:?} is not supported (only sha2-256)")));
+        return Err(ApiError::bad_request(format!(
+            "hash {h:?} is not supported (only sha2-256)"
+        )));
     }
     if q.bool("only-hash", false)? {
         return Err(ApiError::bad_request("only-hash is not supported"));
@@ -64,27 +75,61 @@ pub fn options(q: &Query) -> ApiResult<AddOptions> {
     if q.bool("trickle", false)? {
         return Err(ApiError::bad_request("the trickle layout is not supported"));
     }
-    Ok(AddOptions { import, wrap: q.bool("wrap-with-directory", false)?, pin: q.bool("pin", true)? })
+    Ok(AddOptions {
+        import,
+        wrap: q.bool("wrap-with-directory", false)?,
+        pin: q.bool("pin", true)?,
+    })
 }
 
 fn boundary(headers: &HeaderMap) -> ApiResult<String> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    multer::parse_boundary(ct).map_err(|_| ApiError::bad_request(format!("expected a multipart/form-data body, got content-type {ct:?}")))
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    multer::parse_boundary(ct).map_err(|_| {
+        ApiError::bad_request(format!(
+            "expected a multipart/form-data body, got content-type {ct:?}"
+        ))
+    })
 }
+
+/// After the limit is exceeded, up to this much more of the body is read and dropped so the
+/// client, still sending, gets to read the 413 instead of a connection reset.
+const DRAIN_AFTER_LIMIT: u64 = 16 << 20;
 
 /// The request body as a stream of chunks that fails once more than `limit` bytes arrived.
 fn limited(body: Incoming, limit: u64) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    let mut seen = 0u64;
-    http_body_util::BodyStream::new(body).filter_map(move |f| {
-        let out = match f {
-            Ok(f) => f.into_data().ok().map(|d| {
-                seen += d.len() as u64;
-                if seen > limit { Err(std::io::Error::other(TooLarge)) } else { Ok(d) }
-            }),
-            Err(e) => Some(Err(std::io::Error::other(e))),
-        };
-        futures::future::ready(out)
-    })
+    let frames = http_body_util::BodyStream::new(body);
+    futures::stream::unfold(
+        (frames, 0u64, false),
+        move |(mut frames, mut seen, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                let frame = match frames.next().await? {
+                    Ok(f) => f,
+                    Err(e) => return Some((Err(std::io::Error::other(e)), (frames, seen, true))),
+                };
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                seen += data.len() as u64;
+                if seen <= limit {
+                    return Some((Ok(data), (frames, seen, false)));
+                }
+                let mut drained = 0u64;
+                while drained < DRAIN_AFTER_LIMIT {
+                    match frames.next().await {
+                        Some(Ok(f)) => drained += f.data_ref().map_or(0, |d| d.len() as u64),
+                        _ => break,
+                    }
+                }
+                return Some((Err(std::io::Error::other(TooLarge)), (frames, seen, true)));
+            }
+        },
+    )
 }
 
 #[derive(Debug)]
@@ -109,7 +154,9 @@ fn is_too_large(e: &(dyn std::error::Error + 'static)) -> bool {
 
 fn query_unescape(s: &str) -> String {
     let plus = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Reads `Msg`s on the importer thread: file bodies become a `Read`.
@@ -132,7 +179,12 @@ impl Read for FileReader<'_> {
                 Some(Msg::Data(b)) => self.buf = b,
                 Some(Msg::EndFile) => self.done = true,
                 // the HTTP side stopped (client gone, body error): abandon the add
-                _ => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "request body ended mid-file")),
+                _ => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "request body ended mid-file",
+                    ));
+                }
             }
         }
         let n = out.len().min(self.buf.len());
@@ -152,7 +204,11 @@ impl Feed {
                     a.symlink(&p, &t)?;
                 }
                 Msg::File(p) => {
-                    let mut r = FileReader { rx: &mut self.rx, buf: Bytes::new(), done: false };
+                    let mut r = FileReader {
+                        rx: &mut self.rx,
+                        buf: Bytes::new(),
+                        done: false,
+                    };
                     let (events, progress) = (self.events.clone(), self.progress);
                     let mut last = 0;
                     a.file(&p, &mut r, |n| {
@@ -162,7 +218,9 @@ impl Feed {
                         }
                     })?;
                 }
-                Msg::Data(_) | Msg::EndFile => return Err(Error::InvalidInput("file data outside a file part".into())),
+                Msg::Data(_) | Msg::EndFile => {
+                    return Err(Error::InvalidInput("file data outside a file part".into()));
+                }
             }
         }
         Err(Error::InvalidInput("request body ended early".into()))
@@ -172,7 +230,12 @@ impl Feed {
 /// Parses the multipart body and forwards it to the importer. Returns the error that should
 /// become the response when the body is at fault (bad multipart, too large); if the importer
 /// stops first (say, on a bad file name) its own error is the answer and this returns `Ok`.
-async fn pump(body: Incoming, boundary: String, limit: u64, tx: mpsc::Sender<Msg>) -> Result<(), ApiError> {
+async fn pump(
+    body: Incoming,
+    boundary: String,
+    limit: u64,
+    tx: mpsc::Sender<Msg>,
+) -> Result<(), ApiError> {
     match pump_inner(body, boundary, limit, &tx).await {
         Err(Some(e)) => Err(e),
         Err(None) => Ok(()),
@@ -184,20 +247,34 @@ async fn pump(body: Incoming, boundary: String, limit: u64, tx: mpsc::Sender<Msg
 }
 
 /// `Err(None)`: the importer hung up.
-async fn pump_inner(body: Incoming, boundary: String, limit: u64, tx: &mpsc::Sender<Msg>) -> Result<(), Option<ApiError>> {
+async fn pump_inner(
+    body: Incoming,
+    boundary: String,
+    limit: u64,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<(), Option<ApiError>> {
     let mut mp = multer::Multipart::new(limited(body, limit), boundary);
     let bad = |e: multer::Error| {
-        Some(if is_too_large(&e) { ApiError::too_large(limit) } else { ApiError::bad_request(format!("malformed multipart body: {e}")) })
+        Some(if is_too_large(&e) {
+            ApiError::too_large(limit)
+        } else {
+            ApiError::bad_request(format!("malformed multipart body: {e}"))
+        })
     };
     let mut parts = 0usize;
     while let Some(mut field) = mp.next_field().await.map_err(bad)? {
         parts += 1;
         let raw = field.file_name().or(field.name()).unwrap_or("").to_string();
         let path = query_unescape(&raw);
-        let ct = field.content_type().map(|m| m.essence_str().to_string()).unwrap_or_default();
+        let ct = field
+            .content_type()
+            .map(|m| m.essence_str().to_string())
+            .unwrap_or_default();
         let closed = |_| None;
         match ct.as_str() {
-            "application/x-directory" | "multipart/form-data" => tx.send(Msg::Dir(path)).await.map_err(closed)?,
+            "application/x-directory" | "multipart/form-data" => {
+                tx.send(Msg::Dir(path)).await.map_err(closed)?
+            }
             "application/symlink" => {
                 let target = field.text().await.map_err(bad)?;
                 tx.send(Msg::Symlink(path, target)).await.map_err(closed)?
@@ -212,7 +289,9 @@ async fn pump_inner(body: Incoming, boundary: String, limit: u64, tx: &mpsc::Sen
         }
     }
     if parts == 0 {
-        return Err(Some(ApiError::bad_request("the multipart body holds no files")));
+        return Err(Some(ApiError::bad_request(
+            "the multipart body holds no files",
+        )));
     }
     Ok(())
 }
@@ -239,7 +318,11 @@ pub async fn add(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<B
     let opts = options(&q)?;
     let progress = q.bool("progress", false)?;
     let limit = app.cfg.max_body;
-    if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) {
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    {
         if len > limit {
             return Err(ApiError::too_large(limit));
         }
@@ -248,7 +331,11 @@ pub async fn add(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<B
 
     let (tx, rx) = mpsc::channel(16);
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
-    let feed = Feed { rx, events: ev_tx.clone(), progress };
+    let feed = Feed {
+        rx,
+        events: ev_tx.clone(),
+        progress,
+    };
     let store = app.store.clone();
     let add_opts = opts.clone();
     tokio::spawn(async move {
@@ -258,7 +345,10 @@ pub async fn add(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<B
     let pump = tokio::spawn(pump(req.into_body(), boundary, limit, tx));
 
     // Decide the status on the first event.
-    let first = ev_rx.recv().await.ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "import task vanished"))?;
+    let first = ev_rx
+        .recv()
+        .await
+        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "import task vanished"))?;
     let pump_err = |pump: tokio::task::JoinHandle<Result<(), ApiError>>| async move {
         match pump.await {
             Ok(Err(e)) => Some(e),
@@ -272,9 +362,15 @@ pub async fn add(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<B
                 if let Some(e) = pump_err(pump).await {
                     return Err(e);
                 }
-                let body: Vec<u8> = result_lines(&out, &opts).iter().flat_map(|v| line(v).to_vec()).collect();
+                let body: Vec<u8> = result_lines(&out, &opts)
+                    .iter()
+                    .flat_map(|v| line(v).to_vec())
+                    .collect();
                 let mut r = Response::new(super::full(body));
-                r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/json"),
+                );
                 Ok(r)
             }
             Err(e) => Err(pump_err(pump).await.unwrap_or_else(|| ApiError::from(e))),
@@ -308,10 +404,18 @@ pub async fn add(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<B
         Some((futures::stream::iter(frames.into_iter().map(Ok::<_, std::io::Error>)), (None, rx, pump, opts)))
     })
     .flatten();
-    let mut r = Response::new(BodyExt::boxed_unsync(http_body_util::StreamBody::new(stream)));
+    let mut r = Response::new(BodyExt::boxed_unsync(http_body_util::StreamBody::new(
+        stream,
+    )));
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     h.insert("X-Chunked-Output", header::HeaderValue::from_static("1"));
-    h.insert(header::TRAILER, header::HeaderValue::from_static("X-Stream-Error"));
+    h.insert(
+        header::TRAILER,
+        header::HeaderValue::from_static("X-Stream-Error"),
+    );
     Ok(r)
 }

@@ -11,7 +11,12 @@ use serde_json::json;
 use std::sync::Arc;
 
 pub async fn serve(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
-    let raw = req.uri().path().strip_prefix("/ipfs").unwrap_or("").trim_start_matches('/');
+    let raw = req
+        .uri()
+        .path()
+        .strip_prefix("/ipfs")
+        .unwrap_or("")
+        .trim_start_matches('/');
     let decoded = percent_encoding::percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| ApiError::bad_request("path is not valid UTF-8"))?;
@@ -28,10 +33,18 @@ pub async fn serve(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response
 
     let mut resp = match app.store.stat(&cid).await? {
         Kind::Directory if q.get("format") == Some("tar") => {
-            let mut r = Response::new(if head { full("") } else { stream_body(app.store.tar(cid, name.clone())) });
+            let mut r = Response::new(if head {
+                full("")
+            } else {
+                stream_body(app.store.tar(cid, name.clone()))
+            });
             let h = r.headers_mut();
-            h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/x-tar"));
-            if let Ok(v) = format!("attachment; filename=\"{}.tar\"", name.replace('"', "")).parse() {
+            h.insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/x-tar"),
+            );
+            if let Ok(v) = format!("attachment; filename=\"{}.tar\"", name.replace('"', "")).parse()
+            {
                 h.insert(header::CONTENT_DISPOSITION, v);
             }
             r
@@ -49,20 +62,37 @@ pub async fn serve(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response
                     json!({"name": e.name, "cid": e.cid.to_string(), "type": kind, "size": size})
                 })
                 .collect();
-            json(StatusCode::OK, &json!({"cid": cid.to_string(), "entries": entries}))
+            json(
+                StatusCode::OK,
+                &json!({"cid": cid.to_string(), "entries": entries}),
+            )
         }
-        Kind::Symlink { target } => json(StatusCode::OK, &json!({"cid": cid.to_string(), "type": "symlink", "target": target})),
+        Kind::Symlink { target } => json(
+            StatusCode::OK,
+            &json!({"cid": cid.to_string(), "type": "symlink", "target": target}),
+        ),
         Kind::File { size } => return file(app, &req, cid, size, head, &etag).await,
     };
-    resp.headers_mut().insert(header::ETAG, etag.parse().expect("CIDs are header-safe"));
+    resp.headers_mut()
+        .insert(header::ETAG, etag.parse().expect("CIDs are header-safe"));
     Ok(resp)
 }
 
-async fn file(app: &App, req: &Request<Incoming>, cid: cid::Cid, size: u64, head: bool, etag: &str) -> ApiResult<Response<Body>> {
+async fn file(
+    app: &App,
+    req: &Request<Incoming>,
+    cid: cid::Cid,
+    size: u64,
+    head: bool,
+    etag: &str,
+) -> ApiResult<Response<Body>> {
     let range = match req.headers().get(header::RANGE) {
         None => None,
         Some(v) => parse_range(v.to_str().unwrap_or(""), size).map_err(|_| {
-            let mut e = ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, format!("range {v:?} not satisfiable for {size} bytes"));
+            let mut e = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("range {v:?} not satisfiable for {size} bytes"),
+            );
             e.message.push_str(&format!(" (bytes */{size})"));
             e
         })?,
@@ -76,15 +106,25 @@ async fn file(app: &App, req: &Request<Incoming>, cid: cid::Cid, size: u64, head
     };
     let mut r = Response::new(body);
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
     h.insert(header::CONTENT_LENGTH, len.into());
-    h.insert(header::ACCEPT_RANGES, header::HeaderValue::from_static("bytes"));
+    h.insert(
+        header::ACCEPT_RANGES,
+        header::HeaderValue::from_static("bytes"),
+    );
     h.insert(header::ETAG, etag.parse().expect("CIDs are header-safe"));
-    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("public, max-age=29030400, immutable"));
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("public, max-age=29030400, immutable"),
+    );
     if range.is_some() {
         *r.status_mut() = StatusCode::PARTIAL_CONTENT;
         let cr = format!("bytes {start}-{}/{size}", start + len - 1);
-        r.headers_mut().insert(header::CONTENT_RANGE, cr.parse().expect("ascii"));
+        r.headers_mut()
+            .insert(header::CONTENT_RANGE, cr.parse().expect("ascii"));
     }
     Ok(r)
 }
@@ -92,7 +132,9 @@ async fn file(app: &App, req: &Request<Incoming>, cid: cid::Cid, size: u64, head
 /// One `bytes=` range → `(start, len)`. `Ok(None)` means "ignore the header" (multi-range, other
 /// units), as RFC 9110 allows; `Err` means unsatisfiable.
 fn parse_range(v: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
-    let Some(spec) = v.trim().strip_prefix("bytes=") else { return Ok(None) };
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
     if spec.contains(',') {
         return Ok(None);
     }
@@ -106,7 +148,13 @@ fn parse_range(v: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
         (size.saturating_sub(n), size - 1)
     } else {
         let s: u64 = a.parse().map_err(|_| ())?;
-        let e = if b.is_empty() { size.saturating_sub(1) } else { b.parse::<u64>().map_err(|_| ())?.min(size.saturating_sub(1)) };
+        let e = if b.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            b.parse::<u64>()
+                .map_err(|_| ())?
+                .min(size.saturating_sub(1))
+        };
         (s, e)
     };
     if start >= size || end < start {

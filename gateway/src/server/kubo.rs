@@ -12,7 +12,8 @@ use serde_json::json;
 use std::sync::Arc;
 
 fn arg(q: &Query) -> ApiResult<&str> {
-    q.get("arg").ok_or_else(|| ApiError::bad_request("argument \"ipfs-path\" is required"))
+    q.get("arg")
+        .ok_or_else(|| ApiError::bad_request("argument \"ipfs-path\" is required"))
 }
 
 /// Resolves `arg` to a CID.
@@ -31,7 +32,10 @@ pub async fn cat(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<B
     let n = length.map_or(size - offset, |l| l.min(size - offset));
     let mut r = Response::new(stream_body(stream));
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain"),
+    );
     h.insert(header::CONTENT_LENGTH, n.into());
     h.insert("X-Content-Length", n.into());
     Ok(r)
@@ -40,7 +44,9 @@ pub async fn cat(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<B
 pub async fn get(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
     let q = Query::parse(&req);
     if q.bool("compress", false)? {
-        return Err(ApiError::bad_request("compress is not supported: fetch the tar and compress it locally"));
+        return Err(ApiError::bad_request(
+            "compress is not supported: fetch the tar and compress it locally",
+        ));
     }
     let arg = arg(&q)?;
     let cid = resolve(app, arg).await?;
@@ -48,7 +54,10 @@ pub async fn get(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<B
     let (root, path) = parse_ipfs_path(arg)?;
     let name = path.last().cloned().unwrap_or_else(|| root.to_string());
     let mut r = Response::new(stream_body(app.store.tar(cid, name)));
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/x-tar"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/x-tar"),
+    );
     Ok(r)
 }
 
@@ -62,7 +71,10 @@ async fn type_and_size(app: &App, cid: &cid::Cid) -> ApiResult<(u8, u64, String)
 }
 
 /// Directory entries with each child's type and size (children are looked up 16 at a time).
-pub async fn listing(app: &App, cid: &cid::Cid) -> ApiResult<Vec<(ipfaas_runtime::unixfs::read::Entry, u8, u64, String)>> {
+pub async fn listing(
+    app: &App,
+    cid: &cid::Cid,
+) -> ApiResult<Vec<(ipfaas_runtime::unixfs::read::Entry, u8, u64, String)>> {
     let entries = app.store.entries(cid).await?;
     futures::stream::iter(entries)
         .map(|e| async move {
@@ -99,7 +111,13 @@ pub async fn ls(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Bo
 }
 
 pub async fn id(app: &Arc<App>) -> ApiResult<Response<Body>> {
-    let addrs: Vec<String> = app.store.addresses().await?.iter().map(ToString::to_string).collect();
+    let addrs: Vec<String> = app
+        .store
+        .addresses()
+        .await?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     Ok(json(
         StatusCode::OK,
         &json!({
@@ -126,8 +144,12 @@ pub fn version() -> Response<Body> {
 }
 
 pub async fn pin_ls(app: &Arc<App>, _req: Request<Incoming>) -> ApiResult<Response<Body>> {
-    let keys: serde_json::Map<String, serde_json::Value> =
-        app.store.pins()?.into_iter().map(|c| (c.to_string(), json!({"Type": "recursive"}))).collect();
+    let keys: serde_json::Map<String, serde_json::Value> = app
+        .store
+        .pins()?
+        .into_iter()
+        .map(|c| (c.to_string(), json!({"Type": "recursive"})))
+        .collect();
     Ok(json(StatusCode::OK, &json!({ "Keys": keys })))
 }
 

@@ -23,13 +23,18 @@ use tokio::net::TcpListener;
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 pub fn full(b: impl Into<Bytes>) -> Body {
-    Full::new(b.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 pub fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
     let mut r = Response::new(full(v.to_string()));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -51,26 +56,46 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(store: Store, registry: Registry, cfg: ServerConfig) -> prometheus::Result<Arc<Self>> {
+    pub fn new(
+        store: Store,
+        registry: Registry,
+        cfg: ServerConfig,
+    ) -> prometheus::Result<Arc<Self>> {
         let requests = IntCounterVec::new(
-            prometheus::Opts::new("ipfaas_http_requests_total", "HTTP requests by route and status"),
+            prometheus::Opts::new(
+                "ipfaas_http_requests_total",
+                "HTTP requests by route and status",
+            ),
             &["route", "status"],
         )?;
         let durations = HistogramVec::new(
-            prometheus::HistogramOpts::new("ipfaas_http_request_duration_seconds", "Time to the response head")
-                .buckets(prometheus::exponential_buckets(0.0001, 4.0, 10)?),
+            prometheus::HistogramOpts::new(
+                "ipfaas_http_request_duration_seconds",
+                "Time to the response head",
+            )
+            .buckets(prometheus::exponential_buckets(0.0001, 4.0, 10)?),
             &["route"],
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(durations.clone()))?;
         #[cfg(target_os = "linux")]
-        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
-        Ok(Arc::new(Self { store, registry, cfg, requests, durations }))
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(Arc::new(Self {
+            store,
+            registry,
+            cfg,
+            requests,
+            durations,
+        }))
     }
 
     /// Checks `Authorization: Bearer <token>` when a token is configured.
     pub fn authorize(&self, req: &Request<Incoming>) -> ApiResult<()> {
-        let Some(token) = &self.cfg.api_token else { return Ok(()) };
+        let Some(token) = &self.cfg.api_token else {
+            return Ok(());
+        };
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -80,7 +105,10 @@ impl App {
         if constant_time_eq(given.as_bytes(), token.as_bytes()) {
             Ok(())
         } else {
-            Err(ApiError::new(StatusCode::UNAUTHORIZED, "this endpoint changes state and needs Authorization: Bearer <api token>"))
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this endpoint changes state and needs Authorization: Bearer <api token>",
+            ))
         }
     }
 }
@@ -111,22 +139,39 @@ impl Query {
             None => Ok(default),
             Some("" | "true" | "1") => Ok(true),
             Some("false" | "0") => Ok(false),
-            Some(v) => Err(ApiError::bad_request(format!("parameter {k}: expected true or false, got {v:?}"))),
+            Some(v) => Err(ApiError::bad_request(format!(
+                "parameter {k}: expected true or false, got {v:?}"
+            ))),
         }
     }
     pub fn u64(&self, k: &str) -> ApiResult<Option<u64>> {
         self.get(k)
-            .map(|v| v.parse().map_err(|_| ApiError::bad_request(format!("parameter {k}: expected a non-negative integer, got {v:?}"))))
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "parameter {k}: expected a non-negative integer, got {v:?}"
+                    ))
+                })
+            })
             .transpose()
     }
 }
 
-async fn route(app: &Arc<App>, req: Request<Incoming>) -> (&'static str, ApiResult<Response<Body>>) {
+async fn route(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+) -> (&'static str, ApiResult<Response<Body>>) {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     if let Some(cmd) = path.strip_prefix("/api/v0/") {
         if method != Method::POST {
-            return ("api", Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{method} /api/v0/{cmd}: the RPC API takes POST"))));
+            return (
+                "api",
+                Err(ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("{method} /api/v0/{cmd}: the RPC API takes POST"),
+                )),
+            );
         }
         return match cmd {
             "add" => ("add", add::add(app, req).await),
@@ -137,42 +182,74 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> (&'static str, ApiResu
             "version" => ("version", Ok(kubo::version())),
             "pin/ls" => ("pin_ls", kubo::pin_ls(app, req).await),
             "pin/rm" => ("pin_rm", kubo::pin_rm(app, req).await),
-            _ => ("api", Err(ApiError::not_found(format!("unknown command /api/v0/{cmd}")))),
+            _ => (
+                "api",
+                Err(ApiError::not_found(format!(
+                    "unknown command /api/v0/{cmd}"
+                ))),
+            ),
         };
     }
     if path == "/ipfs" || path.starts_with("/ipfs/") {
         if method != Method::GET && method != Method::HEAD {
-            return ("gateway", Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "the gateway is read-only: use GET or HEAD")));
+            return (
+                "gateway",
+                Err(ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "the gateway is read-only: use GET or HEAD",
+                )),
+            );
         }
         return ("gateway", gateway::serve(app, req).await);
     }
     match (method, path.as_str()) {
-        (Method::GET, "/healthz") => ("healthz", Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))),
+        (Method::GET, "/healthz") => (
+            "healthz",
+            Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+        ),
         (Method::GET, "/metrics") => ("metrics", metrics(app)),
-        _ => ("other", Err(ApiError::not_found(format!("no route for {path}")))),
+        _ => (
+            "other",
+            Err(ApiError::not_found(format!("no route for {path}"))),
+        ),
     }
 }
 
 fn metrics(app: &App) -> ApiResult<Response<Body>> {
     let mut out = String::new();
     let enc = prometheus::TextEncoder::new();
-    enc.encode_utf8(&app.registry.gather(), &mut out).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    enc.encode_utf8(&app.registry.gather(), &mut out)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let mut r = Response::new(full(out));
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; version=0.0.4"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
     Ok(r)
 }
 
-async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, std::convert::Infallible> {
+async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, std::convert::Infallible> {
     let t = Instant::now();
     let (name, res) = route(&app, req).await;
     let resp = res.unwrap_or_else(ApiError::into_response);
-    app.durations.with_label_values(&[name]).observe(t.elapsed().as_secs_f64());
-    app.requests.with_label_values(&[name, resp.status().as_str()]).inc();
+    app.durations
+        .with_label_values(&[name])
+        .observe(t.elapsed().as_secs_f64());
+    app.requests
+        .with_label_values(&[name, resp.status().as_str()])
+        .inc();
     Ok(resp)
 }
 
 /// Serves until `shutdown` resolves; in-flight requests finish first.
-pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn run(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -207,9 +284,14 @@ pub fn parse_ipfs_path(arg: &str) -> ApiResult<(cid::Cid, Vec<String>)> {
     let mut parts = s.split('/');
     let root = parts.next().unwrap_or("");
     let cid = ipfaas_runtime::error::parse_cid(root).map_err(ApiError::from)?;
-    let rest: Vec<String> = parts.filter(|p| !p.is_empty()).map(str::to_string).collect();
+    let rest: Vec<String> = parts
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
     if rest.iter().any(|p| p == "." || p == "..") {
-        return Err(ApiError::bad_request(format!("invalid path {arg:?}: '.' and '..' are not allowed")));
+        return Err(ApiError::bad_request(format!(
+            "invalid path {arg:?}: '.' and '..' are not allowed"
+        )));
     }
     Ok((cid, rest))
 }
@@ -217,6 +299,8 @@ pub fn parse_ipfs_path(arg: &str) -> ApiResult<(cid::Cid, Vec<String>)> {
 /// The store's block stream as a response body (errors abort the connection mid-body).
 pub fn stream_body(s: ipfaas_runtime::unixfs::read::ByteStream) -> Body {
     use futures::TryStreamExt;
-    let s = s.map_ok(hyper::body::Frame::data).map_err(|e| std::io::Error::other(e.to_string()));
+    let s = s
+        .map_ok(hyper::body::Frame::data)
+        .map_err(|e| std::io::Error::other(e.to_string()));
     BodyExt::boxed_unsync(http_body_util::StreamBody::new(s))
 }

@@ -1,0 +1,145 @@
+//! Test harness: runs the real `ipfaas` binary on a temporary repo.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ipfaas");
+
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub repo: PathBuf,
+}
+
+impl Server {
+    /// Starts `ipfaas serve` on loopback ports chosen by the OS; returns once `/healthz` answers.
+    pub fn start(repo: &Path, extra: &[&str]) -> Server {
+        let _ = std::fs::remove_file(repo.join("api"));
+        let child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--swarm-listen",
+                "/ip4/127.0.0.1/tcp/0",
+            ])
+            .args(extra)
+            .arg("--repo")
+            .arg(repo)
+            .env("IPFAAS_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn ipfaas serve");
+        let t = Instant::now();
+        let url = loop {
+            if let Ok(s) = std::fs::read_to_string(repo.join("api")) {
+                if s.ends_with('\n') {
+                    break s.trim().to_string();
+                }
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Server {
+            child,
+            url,
+            repo: repo.to_path_buf(),
+        }
+    }
+
+    pub fn api(&self, cmd: &str) -> String {
+        format!("{}/api/v0/{cmd}", self.url)
+    }
+
+    /// SIGTERM and wait: a clean shutdown.
+    pub fn stop(mut self) {
+        unsafe_kill(self.child.id(), "TERM");
+        let _ = self.child.wait();
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_kill(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// Runs the CLI with `--repo` after the subcommand (the option is global).
+pub fn cli(repo: &Path, args: &[&str]) -> Output {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--repo")
+        .arg(repo)
+        .env("IPFAAS_LOG", "warn")
+        .output()
+        .expect("run ipfaas");
+    out
+}
+
+pub fn cli_ok(repo: &Path, args: &[&str]) -> String {
+    let out = cli(repo, args);
+    assert!(
+        out.status.success(),
+        "ipfaas {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn rand_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        v.extend_from_slice(&s.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// A multipart part: (file name, content type, bytes).
+pub fn multipart(parts: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "ipfaas-test-boundary-7d3f";
+    let mut body = Vec::new();
+    for (name, ct, data) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        body.extend_from_slice(
+            format!("Content-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(format!("Content-Type: {ct}\r\n\r\n").as_bytes());
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+pub fn ndjson(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
