@@ -1,4 +1,3 @@
-use cid::Cid;
 use std::time::Duration;
 
 /// Errors of the runtime. [`Error::class`] tells callers (the HTTP layer) which of the caller's
@@ -10,15 +9,15 @@ pub enum Error {
     #[error("invalid path {0:?}")]
     InvalidPath(String),
     #[error("block {cid} not found locally or from peers within {waited:?}")]
-    NotFound { cid: Cid, waited: Duration },
+    NotFound { cid: String, waited: Duration },
     #[error("{cid} has no entry named {name:?}")]
-    NoSuchEntry { cid: Cid, name: String },
+    NoSuchEntry { cid: String, name: String },
     #[error("{0} is not a directory")]
-    NotADirectory(Cid),
+    NotADirectory(String),
     #[error("{0} is a directory, not a file")]
-    IsADirectory(Cid),
+    IsADirectory(String),
     #[error("{cid}: {reason}")]
-    Malformed { cid: Cid, reason: String },
+    Malformed { cid: String, reason: String },
     #[error("range out of bounds: offset {offset} is past the end of a {size}-byte file")]
     RangeNotSatisfiable { offset: u64, size: u64 },
     #[error("{0}")]
@@ -60,8 +59,8 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Parses a CID, with an error that says what was wrong.
-pub fn parse_cid(s: &str) -> Result<Cid> {
-    s.trim().parse::<Cid>().map_err(|e| Error::InvalidCid {
+pub fn parse_cid(s: &str) -> Result<cid::Cid> {
+    s.trim().parse::<cid::Cid>().map_err(|e| Error::InvalidCid {
         input: s.to_string(),
         reason: e.to_string(),
     })

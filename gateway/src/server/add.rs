@@ -312,22 +312,51 @@ fn line(v: &serde_json::Value) -> Bytes {
     Bytes::from(s)
 }
 
-pub async fn add(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
-    app.authorize(&req)?;
-    let q = Query::parse(&req);
+/// Everything checked before the body is read.
+fn prepare(
+    app: &App,
+    parts: &hyper::http::request::Parts,
+) -> ApiResult<(AddOptions, bool, String)> {
+    app.authorize(&parts.headers)?;
+    let q = Query::parse(&parts.uri);
     let opts = options(&q)?;
     let progress = q.bool("progress", false)?;
-    let limit = app.cfg.max_body;
-    if let Some(len) = req
-        .headers()
+    let declared = parts
+        .headers
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-    {
-        if len > limit {
-            return Err(ApiError::too_large(limit));
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > app.cfg.max_body) {
+        return Err(ApiError::too_large(app.cfg.max_body));
+    }
+    Ok((opts, progress, boundary(&parts.headers)?))
+}
+
+/// Reads and drops up to [`DRAIN_AFTER_LIMIT`] bytes of a body we refuse, so a client that is
+/// still sending reads our answer rather than a reset connection.
+async fn drain(body: Incoming) {
+    let mut frames = http_body_util::BodyStream::new(body);
+    let mut n = 0u64;
+    while n < DRAIN_AFTER_LIMIT {
+        match frames.next().await {
+            Some(Ok(f)) => n += f.data_ref().map_or(0, |d| d.len() as u64),
+            _ => break,
         }
     }
-    let boundary = boundary(req.headers())?;
+}
+
+pub async fn add(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
+    let (parts, body) = req.into_parts();
+    let (opts, progress, boundary) = match prepare(app, &parts) {
+        Ok(p) => p,
+        Err(e) => {
+            // a declared oversize body is refused without reading it
+            if e.status != StatusCode::PAYLOAD_TOO_LARGE {
+                drain(body).await;
+            }
+            return Err(e);
+        }
+    };
+    let limit = app.cfg.max_body;
 
     let (tx, rx) = mpsc::channel(16);
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
@@ -342,7 +371,7 @@ pub async fn add(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<B
         let r = store.add(add_opts, move |a| feed.run(a)).await;
         let _ = ev_tx.send(Event::Done(r));
     });
-    let pump = tokio::spawn(pump(req.into_body(), boundary, limit, tx));
+    let pump = tokio::spawn(pump(body, boundary, limit, tx));
 
     // Decide the status on the first event.
     let first = ev_rx

@@ -26,7 +26,7 @@ pub async fn serve(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response
     let (root, path) = parse_ipfs_path(&decoded)?;
     let segs: Vec<&str> = path.iter().map(String::as_str).collect();
     let cid = app.store.resolve(root, &segs).await?;
-    let q = Query::parse(&req);
+    let q = Query::parse(req.uri());
     let head = req.method() == Method::HEAD;
     let name = path.last().cloned().unwrap_or_else(|| root.to_string());
     let etag = format!("\"{cid}\"");

@@ -24,7 +24,7 @@ async fn resolve(app: &App, arg: &str) -> ApiResult<cid::Cid> {
 }
 
 pub async fn cat(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
-    let q = Query::parse(&req);
+    let q = Query::parse(req.uri());
     let cid = resolve(app, arg(&q)?).await?;
     let offset = q.u64("offset")?.unwrap_or(0);
     let length = q.u64("length")?;
@@ -42,7 +42,7 @@ pub async fn cat(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<B
 }
 
 pub async fn get(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
-    let q = Query::parse(&req);
+    let q = Query::parse(req.uri());
     if q.bool("compress", false)? {
         return Err(ApiError::bad_request(
             "compress is not supported: fetch the tar and compress it locally",
@@ -89,7 +89,7 @@ pub async fn listing(
 }
 
 pub async fn ls(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
-    let q = Query::parse(&req);
+    let q = Query::parse(req.uri());
     let mut objects = Vec::new();
     let args = q.all("arg");
     if args.is_empty() {
@@ -154,8 +154,8 @@ pub async fn pin_ls(app: &Arc<App>, _req: Request<Incoming>) -> ApiResult<Respon
 }
 
 pub async fn pin_rm(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
-    app.authorize(&req)?;
-    let q = Query::parse(&req);
+    app.authorize(req.headers())?;
+    let q = Query::parse(req.uri());
     let (cid, path) = parse_ipfs_path(arg(&q)?)?;
     if !path.is_empty() {
         return Err(ApiError::bad_request("pin rm takes a CID, not a path"));

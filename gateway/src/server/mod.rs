@@ -92,12 +92,11 @@ impl App {
     }
 
     /// Checks `Authorization: Bearer <token>` when a token is configured.
-    pub fn authorize(&self, req: &Request<Incoming>) -> ApiResult<()> {
+    pub fn authorize(&self, headers: &hyper::HeaderMap) -> ApiResult<()> {
         let Some(token) = &self.cfg.api_token else {
             return Ok(());
         };
-        let given = req
-            .headers()
+        let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
@@ -121,9 +120,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub struct Query(HashMap<String, Vec<String>>);
 
 impl Query {
-    pub fn parse(req: &Request<Incoming>) -> Self {
+    pub fn parse(uri: &hyper::Uri) -> Self {
         let mut m: HashMap<String, Vec<String>> = HashMap::new();
-        for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+        for (k, v) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
             m.entry(k.into_owned()).or_default().push(v.into_owned());
         }
         Self(m)

@@ -35,10 +35,10 @@ impl Server {
             .expect("spawn ipfaas serve");
         let t = Instant::now();
         let url = loop {
-            if let Ok(s) = std::fs::read_to_string(repo.join("api")) {
-                if s.ends_with('\n') {
-                    break s.trim().to_string();
-                }
+            if let Ok(s) = std::fs::read_to_string(repo.join("api"))
+                && s.ends_with('\n')
+            {
+                break s.trim().to_string();
             }
             assert!(
                 t.elapsed() < Duration::from_secs(30),
@@ -86,14 +86,13 @@ fn unsafe_kill(pid: u32, sig: &str) {
 
 /// Runs the CLI with `--repo` after the subcommand (the option is global).
 pub fn cli(repo: &Path, args: &[&str]) -> Output {
-    let out = Command::new(BIN)
+    Command::new(BIN)
         .args(args)
         .arg("--repo")
         .arg(repo)
         .env("IPFAAS_LOG", "warn")
         .output()
-        .expect("run ipfaas");
-    out
+        .expect("run ipfaas")
 }
 
 pub fn cli_ok(repo: &Path, args: &[&str]) -> String {

@@ -281,7 +281,7 @@ impl Store {
     pub async fn cat(&self, cid: Cid, offset: u64, len: Option<u64>) -> Result<(u64, ByteStream)> {
         let size = match self.stat(&cid).await? {
             Kind::File { size } => size,
-            Kind::Directory => return Err(Error::IsADirectory(cid)),
+            Kind::Directory => return Err(Error::IsADirectory(cid.to_string())),
             Kind::Symlink { target } => {
                 return Err(Error::InvalidInput(format!(
                     "{cid} is a symlink to {target:?}"
@@ -338,7 +338,7 @@ impl BlockSource for Store {
         let waited = self.inner.fetch_timeout;
         if self.inner.offline {
             return Err(Error::NotFound {
-                cid: *cid,
+                cid: cid.to_string(),
                 waited: Duration::ZERO,
             });
         }
@@ -348,7 +348,10 @@ impl BlockSource for Store {
                 self.inner.metrics.fetched_blocks.inc();
                 Ok(Bytes::copy_from_slice(block.data()))
             }
-            Err(_) => Err(Error::NotFound { cid: *cid, waited }),
+            Err(_) => Err(Error::NotFound {
+                cid: cid.to_string(),
+                waited,
+            }),
         }
     }
 }

@@ -206,7 +206,7 @@ const WIRE_I32: u8 = 5;
 
 /// Bytes a varint of `v` takes.
 pub fn varint_len(v: u64) -> usize {
-    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {

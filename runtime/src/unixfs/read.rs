@@ -30,7 +30,7 @@ pub enum Kind {
 
 fn malformed(cid: &Cid, reason: impl ToString) -> Error {
     Error::Malformed {
-        cid: *cid,
+        cid: cid.to_string(),
         reason: reason.to_string(),
     }
 }
@@ -97,7 +97,7 @@ struct Shard {
 
 fn dir_node<'a>(cid: &Cid, block: &'a [u8]) -> Result<(Node<'a>, Option<Shard>)> {
     if cid.codec() != super::DAG_PB {
-        return Err(Error::NotADirectory(*cid));
+        return Err(Error::NotADirectory(cid.to_string()));
     }
     let node = Node::decode(block).map_err(|e| malformed(cid, e))?;
     let fs = UnixFs::decode(node.data.unwrap_or(&[])).map_err(|e| malformed(cid, e))?;
@@ -123,7 +123,7 @@ fn dir_node<'a>(cid: &Cid, block: &'a [u8]) -> Result<(Node<'a>, Option<Shard>)>
                 }),
             ))
         }
-        _ => Err(Error::NotADirectory(*cid)),
+        _ => Err(Error::NotADirectory(cid.to_string())),
     }
 }
 
@@ -179,7 +179,7 @@ pub async fn lookup<B: BlockSource>(src: &B, cid: &Cid, name: &str) -> Result<Ci
                 .find(|l| l.name == name)
                 .map(|l| l.cid)
                 .ok_or_else(|| Error::NoSuchEntry {
-                    cid: *cid,
+                    cid: cid.to_string(),
                     name: name.into(),
                 });
         };
@@ -191,7 +191,7 @@ pub async fn lookup<B: BlockSource>(src: &B, cid: &Cid, name: &str) -> Result<Ci
                 .find(|e| e.name == name)
                 .map(|e| e.cid)
                 .ok_or_else(|| Error::NoSuchEntry {
-                    cid: *cid,
+                    cid: cid.to_string(),
                     name: name.into(),
                 });
         }
@@ -209,7 +209,7 @@ pub async fn lookup<B: BlockSource>(src: &B, cid: &Cid, name: &str) -> Result<Ci
         }
     }
     Err(Error::NoSuchEntry {
-        cid: *cid,
+        cid: cid.to_string(),
         name: name.into(),
     })
 }
@@ -292,7 +292,7 @@ async fn send_range<B: BlockSource>(
         match fs.kind {
             DataType::File | DataType::Raw => {}
             DataType::Directory | DataType::HamtShard if cid == root => {
-                return Err(Error::IsADirectory(cid));
+                return Err(Error::IsADirectory(cid.to_string()));
             }
             _ => return Err(malformed(&cid, "file DAG links to a non-file node")),
         }
