@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
 }
 
 fn write_random_file(path: &Path, size: u64) -> Result<()> {
@@ -52,11 +55,15 @@ fn mbps(bytes: u64, d: Duration) -> f64 {
 async fn stock_add(repo: &Path, file: &Path) -> Result<(String, Duration)> {
     let ipfs = DefaultIpfsBuilder::new().set_path(repo).start().await?;
     let t = Instant::now();
-    let mut st = ipfs.add_unixfs(file.to_path_buf()).cid_version(cid::Version::V0);
+    let mut st = ipfs
+        .add_unixfs(file.to_path_buf())
+        .cid_version(cid::Version::V0);
     let mut cid = None;
     while let Some(s) = st.next().await {
         match s {
-            UnixfsStatus::CompletedStatus { path, .. } => cid = path.root().cid().map(ToString::to_string),
+            UnixfsStatus::CompletedStatus { path, .. } => {
+                cid = path.root().cid().map(ToString::to_string)
+            }
             UnixfsStatus::FailedStatus { error, .. } => return Err(error),
             _ => {}
         }
@@ -70,7 +77,11 @@ async fn ipfaas_add(repo: &Path, file: &Path) -> Result<(String, Duration)> {
     let store = Store::open(StoreConfig::offline(repo), &prometheus::Registry::new()).await?;
     let t = Instant::now();
     let f = file.to_path_buf();
-    let out = store.add(AddOptions::default(), move |a| a.local(&f, "f", false, false, &mut |_, _| {})).await?;
+    let out = store
+        .add(AddOptions::default(), move |a| {
+            a.local(&f, "f", false, false, &mut |_, _| {})
+        })
+        .await?;
     let el = t.elapsed();
     store.shutdown().await;
     Ok((out.roots[0].cid.to_string(), el))
@@ -78,12 +89,17 @@ async fn ipfaas_add(repo: &Path, file: &Path) -> Result<(String, Duration)> {
 
 async fn store_add(args: &[String]) -> Result<()> {
     let size_mib: u64 = arg(args, "--size-mib").unwrap_or(1024);
-    let dir: PathBuf = arg::<String>(args, "--dir").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target/bench-store-add"));
+    let dir: PathBuf = arg::<String>(args, "--dir")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/bench-store-add"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let size = size_mib << 20;
     let file = dir.join("input.bin");
-    eprintln!("writing {size_mib} MiB of random input to {} ...", file.display());
+    eprintln!(
+        "writing {size_mib} MiB of random input to {} ...",
+        file.display()
+    );
     write_random_file(&file, size)?;
 
     sync_all();
@@ -100,7 +116,10 @@ async fn store_add(args: &[String]) -> Result<()> {
     println!("  stock rust-ipfs store : {stock:8.1} MB/s ({stock_t:.2?})");
     println!("  ipfaas store          : {ours:8.1} MB/s ({our_t:.2?})");
     println!("  ratio ipfaas/stock    : {:8.2}x", ours / stock);
-    println!("  target >= 250 MB/s    : {}", if ours >= 250.0 { "met" } else { "NOT met" });
+    println!(
+        "  target >= 250 MB/s    : {}",
+        if ours >= 250.0 { "met" } else { "NOT met" }
+    );
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
