@@ -668,3 +668,40 @@ async fn metrics_and_health() {
     assert!(metric("process_resident_memory_bytes") > 0.0);
     assert!(m.contains("ipfaas_http_requests_total{route=\"add\",status=\"200\"} 1"));
 }
+
+#[tokio::test]
+async fn a_second_node_fetches_content_over_bitswap() {
+    let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Server::start(ta.path(), &[]);
+    let data = rand_bytes(3 << 20, 21);
+    let (_, body) = add(&a, "", &[("shared.bin", "application/octet-stream", &data)]).await;
+    let cid = ndjson(&body)[0]["Hash"].as_str().unwrap().to_string();
+    let id: Value = post(&a, "id").await.json().await.unwrap();
+    let addr = id["Addresses"][0].as_str().unwrap().to_string();
+
+    let b = Server::start(tb.path(), &["--bootstrap", &addr, "--fetch-timeout", "20s"]);
+    let r = post(&b, &format!("cat?arg={cid}")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(&r.bytes().await.unwrap()[..], &data[..]);
+    let m = client()
+        .get(format!("{}/metrics", b.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let fetched: f64 = m
+        .lines()
+        .find(|l| l.starts_with("ipfaas_store_fetched_blocks_total "))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap();
+    assert!(
+        fetched >= 13.0,
+        "3 MiB is 12 leaves and a root: fetched {fetched}"
+    );
+    // now local on B: served with A gone
+    drop(a);
+    let r = post(&b, &format!("cat?arg={cid}&offset=3000000&length=10")).await;
+    assert_eq!(&r.bytes().await.unwrap()[..], &data[3_000_000..3_000_010]);
+}
