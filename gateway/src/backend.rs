@@ -190,11 +190,12 @@ impl Backend {
                 let pb = progress.clone();
                 let out = store
                     .add(opts, move |a| {
-                        let mut done = 0u64;
+                        // progress reports each file's running total; sum them up
+                        let (mut done, mut cur, mut last) = (0u64, String::new(), 0u64);
                         for (p, name) in &paths {
-                            let mut last = 0;
-                            a.local(p, name, recursive, hidden, &mut |_, n| {
-                                if n < last {
+                            a.local(p, name, recursive, hidden, &mut |file, n| {
+                                if file != cur {
+                                    cur = file.to_string();
                                     last = 0;
                                 }
                                 done += n - last;

@@ -377,6 +377,7 @@ async fn path_gateway_ranges_listings_and_tar() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(r.headers()["content-range"], "bytes */700000");
     let r = c.head(&url).send().await.unwrap();
     assert_eq!(
         (r.status(), r.headers()["content-length"].to_str().unwrap()),

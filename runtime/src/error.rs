@@ -8,7 +8,7 @@ pub enum Error {
     InvalidCid { input: String, reason: String },
     #[error("invalid path {0:?}")]
     InvalidPath(String),
-    #[error("block {cid} not found locally or from peers within {waited:?}")]
+    #[error("block {cid} not found {}", where_looked(waited))]
     NotFound { cid: String, waited: Duration },
     #[error("{cid} has no entry named {name:?}")]
     NoSuchEntry { cid: String, name: String },
@@ -28,6 +28,14 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("IPFS node: {0}")]
     Node(String),
+}
+
+fn where_looked(waited: &Duration) -> String {
+    if waited.is_zero() {
+        "in the local repo (offline)".into()
+    } else {
+        format!("locally or from peers within {waited:?}")
+    }
 }
 
 /// Coarse classes that map onto HTTP statuses.

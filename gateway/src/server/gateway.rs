@@ -88,14 +88,18 @@ async fn file(
 ) -> ApiResult<Response<Body>> {
     let range = match req.headers().get(header::RANGE) {
         None => None,
-        Some(v) => parse_range(v.to_str().unwrap_or(""), size).map_err(|_| {
-            let mut e = ApiError::new(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                format!("range {v:?} not satisfiable for {size} bytes"),
-            );
-            e.message.push_str(&format!(" (bytes */{size})"));
-            e
-        })?,
+        Some(v) => match parse_range(v.to_str().unwrap_or(""), size) {
+            Ok(r) => r,
+            Err(()) => {
+                let msg = format!("range {v:?} is not satisfiable for a {size}-byte file");
+                let mut r = ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, msg).into_response();
+                r.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    format!("bytes */{size}").parse().expect("ascii"),
+                );
+                return Ok(r);
+            }
+        },
     };
     let (start, len) = range.unwrap_or((0, size));
     let body = if head || len == 0 {

@@ -144,28 +144,11 @@ impl<'a> Adder<'a> {
         &mut self,
         path: &str,
         r: &mut impl Read,
-        mut progress: impl FnMut(u64),
+        progress: impl FnMut(u64),
     ) -> Result<Imported> {
         let path = clean_path(path)?.join("/");
         let mut b = FileBuilder::new(&self.opts.import, &mut self.writer);
-        let mut buf = vec![0u8; self.opts.import.chunk_size.max(64 * 1024)];
-        loop {
-            // read until the buffer is full or EOF so chunking does not depend on read sizes
-            let mut filled = 0;
-            while filled < buf.len() {
-                match r.read(&mut buf[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            b.write(&buf[..filled])?;
-            progress(b.len());
-            if filled < buf.len() {
-                break;
-            }
-        }
+        b.write_from(r, progress)?;
         let item = b.finish()?;
         self.content_bytes += item.size;
         self.place(&path, item)?;

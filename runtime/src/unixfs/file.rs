@@ -70,26 +70,23 @@ impl<'a, S: BlockSink> FileBuilder<'a, S> {
         Ok(())
     }
 
-    /// Writes everything `r` yields. Returns the number of bytes read.
-    pub fn write_from(&mut self, r: &mut impl io::Read) -> io::Result<u64> {
-        let mut chunk = vec![0u8; self.opts.chunk_size];
-        let mut n = 0u64;
+    /// Writes everything `r` yields, calling `progress` with the running total after each read.
+    /// Returns the total. Read sizes do not matter: leaves are cut at chunk boundaries regardless.
+    pub fn write_from(
+        &mut self,
+        r: &mut impl io::Read,
+        mut progress: impl FnMut(u64),
+    ) -> io::Result<u64> {
+        let mut buf = vec![0u8; self.opts.chunk_size.max(64 * 1024)];
         loop {
-            // fill a whole chunk so leaves are cut exactly at chunk boundaries
-            let mut filled = 0;
-            while filled < chunk.len() {
-                match r.read(&mut chunk[filled..]) {
-                    Ok(0) => break,
-                    Ok(k) => filled += k,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            self.write(&chunk[..filled])?;
-            n += filled as u64;
-            if filled < chunk.len() {
-                return Ok(n);
-            }
+            let n = match r.read(&mut buf) {
+                Ok(0) => return Ok(self.total),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.write(&buf[..n])?;
+            progress(self.total);
         }
     }
 
