@@ -319,23 +319,15 @@ async fn add(b: &Backend, a: AddArgs) -> Result<()> {
     Ok(())
 }
 
+fn multiaddrs(list: &[String], flag: &str) -> Result<Vec<rust_ipfs::Multiaddr>> {
+    list.iter()
+        .map(|a| a.parse().with_context(|| format!("invalid {flag} {a:?}")))
+        .collect()
+}
+
 async fn serve(repo: &Path, api_token: Option<String>, args: ServeArgs) -> Result<()> {
-    let listen = args
-        .swarm_listen
-        .iter()
-        .map(|a| {
-            a.parse()
-                .with_context(|| format!("invalid --swarm-listen {a:?}"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let bootstrap = args
-        .bootstrap
-        .iter()
-        .map(|a| {
-            a.parse()
-                .with_context(|| format!("invalid --bootstrap {a:?}"))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let listen = multiaddrs(&args.swarm_listen, "--swarm-listen")?;
+    let bootstrap = multiaddrs(&args.bootstrap, "--bootstrap")?;
     let registry = prometheus::Registry::new();
     let cfg = StoreConfig {
         repo: repo.to_path_buf(),

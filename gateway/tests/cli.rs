@@ -252,19 +252,23 @@ async fn cli_uses_the_running_server_and_its_token() {
     );
 }
 
-#[tokio::test]
-async fn restart_keeps_identity_pins_and_data() {
-    let tmp = tempfile::tempdir().unwrap();
-    let s = Server::start(tmp.path(), &[]);
-    let id1 = reqwest::Client::new()
+async fn peer_id(s: &Server) -> serde_json::Value {
+    let id: serde_json::Value = reqwest::Client::new()
         .post(s.api("id"))
         .send()
         .await
         .unwrap()
-        .json::<serde_json::Value>()
+        .json()
         .await
-        .unwrap()["ID"]
-        .clone();
+        .unwrap();
+    id["ID"].clone()
+}
+
+#[tokio::test]
+async fn restart_keeps_identity_pins_and_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(tmp.path(), &[]);
+    let id1 = peer_id(&s).await;
     let f = tmp.path().join("f.bin");
     let data = rand_bytes(5 << 20, 8);
     std::fs::write(&f, &data).unwrap();
@@ -278,15 +282,7 @@ async fn restart_keeps_identity_pins_and_data() {
     );
 
     let s = Server::start(tmp.path(), &[]);
-    let id2 = reqwest::Client::new()
-        .post(s.api("id"))
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap()["ID"]
-        .clone();
+    let id2 = peer_id(&s).await;
     assert_eq!(id1, id2);
     let got = reqwest::Client::new()
         .post(s.api(&format!("cat?arg={cid}")))
