@@ -401,3 +401,35 @@ async fn kill_9_mid_add_keeps_every_returned_cid() {
     }
     assert_eq!(stray, 0);
 }
+
+#[test]
+fn kubo_vector_for_a_non_ascii_tree_via_the_cli() {
+    // gateway-conformance's fixture, made by Kubo 0.18.1 with `ipfs add -Qr --cid-version 1 rootDir`
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("rootDir");
+    for d in ["ipfs", "ipns", "api", "ą/ę"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(
+        root.join("ą/ę/file-źł.txt"),
+        "I am a txt file on path with utf8\n",
+    )
+    .unwrap();
+    for d in ["api", "ipfs", "ipns"] {
+        std::fs::write(
+            root.join(d).join("file.txt"),
+            format!("I am a txt file in confusing /{d} dir\n"),
+        )
+        .unwrap();
+    }
+    let repo = tmp.path().join("repo");
+    let out = cli_ok(
+        &repo,
+        &["add", "-r", "--cid-version", "1", root.to_str().unwrap()],
+    );
+    assert!(out.contains("added bafkreialihlqnf5uwo4byh4n3cmwlntwqzxxs2fg5vanqdi3d7tb2l5xkm rootDir/ą/ę/file-źł.txt"), "{out}");
+    assert_eq!(
+        last_cid(&out),
+        "bafybeig6ka5mlwkl4subqhaiatalkcleo4jgnr3hqwvpmsqfca27cijp3i"
+    );
+}
