@@ -256,6 +256,7 @@ async fn reads_cat_get_ls_id_version() {
         ("&length=8", "Hello Wo"),
         ("&length=0", ""),
         ("&length=100", "Hello Worlds!\n"),
+        ("&offset=14", ""),
     ] {
         let r = post(&s, &format!("cat?arg={f}{q}")).await;
         assert_eq!(r.status(), StatusCode::OK);

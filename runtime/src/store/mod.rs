@@ -288,7 +288,8 @@ impl Store {
                 )));
             }
         };
-        if offset > size || (offset == size && size > 0 && len != Some(0)) {
+        // like Kubo: starting exactly at the end reads nothing; past it is an error
+        if offset > size {
             return Err(Error::RangeNotSatisfiable { offset, size });
         }
         Ok((
