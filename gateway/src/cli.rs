@@ -325,9 +325,37 @@ fn multiaddrs(list: &[String], flag: &str) -> Result<Vec<rust_ipfs::Multiaddr>> 
         .collect()
 }
 
+/// libp2p's TCP transport listens with SO_REUSEPORT, so a second node on the same port would
+/// silently share it (the kernel then splits incoming connections between two unrelated nodes).
+/// A plain bind, without SO_REUSEPORT, fails if anyone holds the port: refuse to start then.
+fn check_swarm_ports(addrs: &[rust_ipfs::Multiaddr]) -> Result<()> {
+    use rust_ipfs::Protocol;
+    for a in addrs {
+        let mut ip = None;
+        let mut port = None;
+        for p in a.iter() {
+            match p {
+                Protocol::Ip4(v) => ip = Some(std::net::IpAddr::V4(v)),
+                Protocol::Ip6(v) => ip = Some(std::net::IpAddr::V6(v)),
+                Protocol::Tcp(p) if p != 0 => port = Some(p),
+                _ => {}
+            }
+        }
+        if let (Some(ip), Some(port)) = (ip, port) {
+            std::net::TcpListener::bind((ip, port)).with_context(|| {
+                format!("swarm address {a} is not free (another IPFS node on this port?); choose one with --swarm-listen")
+            })?;
+        }
+    }
+    Ok(())
+}
+
 async fn serve(repo: &Path, api_token: Option<String>, args: ServeArgs) -> Result<()> {
     let listen = multiaddrs(&args.swarm_listen, "--swarm-listen")?;
     let bootstrap = multiaddrs(&args.bootstrap, "--bootstrap")?;
+    if !args.offline {
+        check_swarm_ports(&listen)?;
+    }
     let registry = prometheus::Registry::new();
     let cfg = StoreConfig {
         repo: repo.to_path_buf(),

@@ -433,3 +433,30 @@ fn kubo_vector_for_a_non_ascii_tree_via_the_cli() {
         "bafybeig6ka5mlwkl4subqhaiatalkcleo4jgnr3hqwvpmsqfca27cijp3i"
     );
 }
+
+#[test]
+fn serve_refuses_a_swarm_port_that_is_taken() {
+    let tmp = tempfile::tempdir().unwrap();
+    // a port held by someone else (no SO_REUSEPORT): libp2p alone would bind it anyway
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let out = std::process::Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--swarm-listen",
+            &format!("/ip4/127.0.0.1/tcp/{port}"),
+            "--repo",
+        ])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is not free") && err.contains("--swarm-listen"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("api").exists());
+}
