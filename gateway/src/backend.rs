@@ -6,7 +6,7 @@ use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
 use ipfaas_runtime::store::add::AddOptions;
 use ipfaas_runtime::unixfs::read::Kind;
-use ipfaas_runtime::{Store, StoreConfig};
+use ipfaas_runtime::{IpfsPath, Store, StoreConfig};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -279,11 +279,7 @@ impl Backend {
     }
 
     async fn resolve_local(store: &Store, arg: &str) -> Result<cid::Cid> {
-        let s = arg.strip_prefix("/ipfs/").unwrap_or(arg);
-        let mut parts = s.split('/').filter(|p| !p.is_empty());
-        let root = ipfaas_runtime::error::parse_cid(parts.next().unwrap_or(""))?;
-        let segs: Vec<&str> = parts.collect();
-        Ok(store.resolve(root, &segs).await?)
+        Ok(store.resolve_path(&IpfsPath::parse(arg)?).await?)
     }
 
     pub async fn cat(&self, arg: &str, offset: u64, length: Option<u64>) -> Result<Bytestream> {
@@ -308,14 +304,10 @@ impl Backend {
     pub async fn get(&self, arg: &str) -> Result<Bytestream> {
         match self {
             Backend::Local(store) => {
-                let cid = Self::resolve_local(store, arg).await?;
+                let path = IpfsPath::parse(arg)?;
+                let cid = store.resolve_path(&path).await?;
                 store.stat(&cid).await?;
-                let name = arg
-                    .trim_end_matches('/')
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or(arg)
-                    .to_string();
+                let name = path.name();
                 Ok(Box::pin(store.tar(cid, name).map_err(anyhow::Error::from)))
             }
             Backend::Remote(r) => {
@@ -332,20 +324,20 @@ impl Backend {
                 if store.stat(&cid).await? != Kind::Directory {
                     return Ok(vec![]);
                 }
-                let mut out = Vec::new();
-                for e in store.entries(&cid).await? {
-                    let (kind, size) = match store.stat(&e.cid).await? {
-                        Kind::Directory => (1, 0),
-                        Kind::File { size } => (2, size),
-                        Kind::Symlink { .. } => (4, 0),
-                    };
-                    out.push(LsEntry {
-                        name: e.name,
-                        hash: e.cid.to_string(),
-                        size,
-                        kind,
-                    });
-                }
+                let out = store
+                    .listing(&cid)
+                    .await?
+                    .into_iter()
+                    .map(|(e, kind)| {
+                        let (kind, size, _) = crate::server::kubo::kubo_type(&kind);
+                        LsEntry {
+                            name: e.name,
+                            hash: e.cid.to_string(),
+                            size,
+                            kind: kind.into(),
+                        }
+                    })
+                    .collect();
                 Ok(out)
             }
             Backend::Remote(r) => {

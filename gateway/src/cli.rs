@@ -165,12 +165,7 @@ async fn client(b: &Backend, cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::Get { path, output } => {
-            let name = path
-                .trim_end_matches('/')
-                .rsplit('/')
-                .next()
-                .unwrap_or(&path)
-                .to_string();
+            let name = ipfaas_runtime::IpfsPath::parse(&path)?.name();
             let out = output.unwrap_or_else(|| PathBuf::from(&name));
             let stream = b.get(&path).await?;
             let dest = out.clone();

@@ -7,26 +7,6 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-async fn add(s: &Server, query: &str, parts: &[(&str, &str, &[u8])]) -> (StatusCode, String) {
-    let (ct, body) = multipart(parts);
-    let r = client()
-        .post(format!("{}?{query}", s.api("add")))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.text().await.unwrap())
-}
-
-async fn post(s: &Server, cmd_and_query: &str) -> reqwest::Response {
-    client().post(s.api(cmd_and_query)).send().await.unwrap()
-}
-
 fn error_of(body: &str) -> String {
     let v: Value =
         serde_json::from_str(body).unwrap_or_else(|_| panic!("error body is not JSON: {body:?}"));
@@ -147,27 +127,17 @@ async fn add_speaks_kubo_ndjson_with_kubo_cids() {
         .unwrap();
     assert_eq!(got, "IPFS\n");
 
-    // options: cid-version, raw-leaves, chunker, profile, pin
-    let (_, body) = add(&s, "cid-version=1", &[("h", "text/plain", b"hello world")]).await;
-    assert_eq!(
-        ndjson(&body)[0]["Hash"],
-        "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"
-    );
-    let (_, body) = add(&s, "raw-leaves=true", &[("z", "text/plain", b"")]).await;
-    assert_eq!(
-        ndjson(&body)[0]["Hash"],
-        "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
-    );
-    let (_, body) = add(
-        &s,
-        "profile=unixfs-v1-2025",
-        &[("h", "text/plain", b"hello world")],
-    )
-    .await;
-    assert_eq!(
-        ndjson(&body)[0]["Hash"],
-        "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"
-    );
+    // options: cid-version, raw-leaves, profile (Kubo's CIDs), then chunker and pin
+    let hw_v1 = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e";
+    let empty_raw = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+    for (query, data, want) in [
+        ("cid-version=1", &b"hello world"[..], hw_v1),
+        ("raw-leaves=true", b"", empty_raw),
+        ("profile=unixfs-v1-2025", b"hello world", hw_v1),
+    ] {
+        let (_, body) = add(&s, query, &[("f", "text/plain", data)]).await;
+        assert_eq!(ndjson(&body)[0]["Hash"], want, "{query}");
+    }
     let (_, body) = add(
         &s,
         "chunker=size-4&pin=false",

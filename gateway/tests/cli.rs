@@ -252,23 +252,11 @@ async fn cli_uses_the_running_server_and_its_token() {
     );
 }
 
-async fn peer_id(s: &Server) -> serde_json::Value {
-    let id: serde_json::Value = reqwest::Client::new()
-        .post(s.api("id"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    id["ID"].clone()
-}
-
 #[tokio::test]
 async fn restart_keeps_identity_pins_and_data() {
     let tmp = tempfile::tempdir().unwrap();
     let s = Server::start(tmp.path(), &[]);
-    let id1 = peer_id(&s).await;
+    let id1 = post_json(&s, "id").await["ID"].clone();
     let f = tmp.path().join("f.bin");
     let data = rand_bytes(5 << 20, 8);
     std::fs::write(&f, &data).unwrap();
@@ -282,13 +270,10 @@ async fn restart_keeps_identity_pins_and_data() {
     );
 
     let s = Server::start(tmp.path(), &[]);
-    let id2 = peer_id(&s).await;
+    let id2 = post_json(&s, "id").await["ID"].clone();
     assert_eq!(id1, id2);
-    let got = reqwest::Client::new()
-        .post(s.api(&format!("cat?arg={cid}")))
-        .send()
+    let got = post(&s, &format!("cat?arg={cid}"))
         .await
-        .unwrap()
         .bytes()
         .await
         .unwrap();
@@ -300,7 +285,6 @@ async fn restart_keeps_identity_pins_and_data() {
 async fn kill_9_mid_add_keeps_every_returned_cid() {
     let tmp = tempfile::tempdir().unwrap();
     let s = Server::start(tmp.path(), &[]);
-    let c = reqwest::Client::new();
     // earlier adds of several shapes
     let mut kept = Vec::new();
     for (i, size) in [0usize, 1, 262_144, 262_145, 3 << 20, 45 << 20]
@@ -308,19 +292,14 @@ async fn kill_9_mid_add_keeps_every_returned_cid() {
         .enumerate()
     {
         let data = rand_bytes(size, i as u64 + 100);
-        let (ct, body) = multipart(&[(&format!("f{i}"), "application/octet-stream", &data)]);
-        let q = if i % 2 == 0 { "" } else { "?cid-version=1" };
-        let r = c
-            .post(format!("{}{q}", s.api("add")))
-            .header("content-type", ct)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let cid = ndjson(&r.text().await.unwrap())[0]["Hash"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let q = if i % 2 == 0 { "" } else { "cid-version=1" };
+        let (_, body) = add(
+            &s,
+            q,
+            &[(&format!("f{i}"), "application/octet-stream", &data)],
+        )
+        .await;
+        let cid = ndjson(&body)[0]["Hash"].as_str().unwrap().to_string();
         kept.push((cid, Sha256::digest(&data)));
     }
 
@@ -341,7 +320,8 @@ async fn kill_9_mid_add_keeps_every_returned_cid() {
     });
     use futures::StreamExt;
     let upload = tokio::spawn(
-        c.post(s.api("add"))
+        client()
+            .post(s.api("add"))
             .header(
                 "content-type",
                 format!("multipart/form-data; boundary={boundary}"),
@@ -361,22 +341,11 @@ async fn kill_9_mid_add_keeps_every_returned_cid() {
     // the repo opens again and every CID handed out earlier is complete and unchanged
     let s = Server::start(tmp.path(), &[]);
     for (cid, digest) in &kept {
-        let r = c
-            .post(s.api(&format!("cat?arg={cid}")))
-            .send()
-            .await
-            .unwrap();
+        let r = post(&s, &format!("cat?arg={cid}")).await;
         assert_eq!(r.status(), reqwest::StatusCode::OK, "{cid}");
         assert_eq!(Sha256::digest(r.bytes().await.unwrap()), *digest, "{cid}");
     }
-    let pins: serde_json::Value = c
-        .post(s.api("pin/ls"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pins = post_json(&s, "pin/ls").await;
     assert_eq!(
         pins["Keys"].as_object().unwrap().len(),
         kept.len(),

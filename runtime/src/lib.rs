@@ -6,8 +6,10 @@
 //!   tar streams): the building blocks every executor's *mounting mechanism* uses.
 
 pub mod error;
+pub mod path;
 pub mod store;
 pub mod unixfs;
 
 pub use error::{Error, Result};
+pub use path::IpfsPath;
 pub use store::{Store, StoreConfig};

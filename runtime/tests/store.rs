@@ -43,6 +43,20 @@ async fn add_bytes(store: &Store, name: &str, data: Vec<u8>, opts: AddOptions) -
     out.roots[0].cid
 }
 
+/// `ipfs add -r` of a local tree (hidden entries skipped), default options.
+async fn add_tree(
+    store: &Store,
+    src: std::path::PathBuf,
+    name: &'static str,
+) -> ipfaas_runtime::store::add::AddOutcome {
+    store
+        .add(AddOptions::default(), move |a| {
+            a.local(&src, name, true, false, &mut |_, _| {})
+        })
+        .await
+        .unwrap()
+}
+
 async fn collect(s: read::ByteStream) -> Vec<u8> {
     s.try_fold(Vec::new(), |mut v, b| async move {
         v.extend_from_slice(&b);
@@ -61,12 +75,7 @@ async fn kubo_tree_vector_via_local_add_and_reads() {
     std::fs::write(src.join("hello/world"), "World\n").unwrap();
     std::fs::write(src.join(".hidden"), "skipped like ipfs add -r").unwrap();
     let store = open(&tmp.path().join("repo")).await;
-    let out = store
-        .add(AddOptions::default(), move |a| {
-            a.local(&src, "test_current_dir", true, false, &mut |_, _| {})
-        })
-        .await
-        .unwrap();
+    let out = add_tree(&store, src, "test_current_dir").await;
     // Kubo t0040-add-and-cat.sh: `ipfs add -r .` of this tree
     let root = out.roots[0].cid;
     assert_eq!(
@@ -193,12 +202,7 @@ async fn tar_stream_is_laid_out_like_ipfs_get() {
     std::fs::write(src.join(&long), "long name").unwrap();
 
     let store = open(&tmp.path().join("repo")).await;
-    let out = store
-        .add(AddOptions::default(), move |a| {
-            a.local(&src, "tree", true, false, &mut |_, _| {})
-        })
-        .await
-        .unwrap();
+    let out = add_tree(&store, src, "tree").await;
     let root = out.roots[0].cid;
     let bytes = collect(store.tar(root, root.to_string())).await;
     assert_eq!(bytes.len() % 512, 0);

@@ -344,6 +344,16 @@ async fn drain(body: Incoming) {
     }
 }
 
+/// The error a failed add answers with. A successful add implies a clean body (the importer
+/// only commits after the pump's `End`), so only failures need this: the transport's error
+/// (413, malformed multipart) wins over the importer's "request body ended early" it caused.
+async fn failure(pump: tokio::task::JoinHandle<Result<(), ApiError>>, e: Error) -> ApiError {
+    match pump.await {
+        Ok(Err(pe)) => pe,
+        _ => ApiError::from(e),
+    }
+}
+
 pub async fn add(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
     let (parts, body) = req.into_parts();
     let (opts, progress, boundary) = match prepare(app, &parts) {
@@ -378,19 +388,9 @@ pub async fn add(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<B
         .recv()
         .await
         .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "import task vanished"))?;
-    let pump_err = |pump: tokio::task::JoinHandle<Result<(), ApiError>>| async move {
-        match pump.await {
-            Ok(Err(e)) => Some(e),
-            _ => None,
-        }
-    };
     if let Event::Done(res) = first {
-        // Prefer the transport's error (413, malformed body) over the importer's "body ended".
         return match res {
             Ok(out) => {
-                if let Some(e) = pump_err(pump).await {
-                    return Err(e);
-                }
                 let body: Vec<u8> = result_lines(&out, &opts)
                     .iter()
                     .flat_map(|v| line(v).to_vec())
@@ -402,7 +402,7 @@ pub async fn add(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<B
                 );
                 Ok(r)
             }
-            Err(e) => Err(pump_err(pump).await.unwrap_or_else(|| ApiError::from(e))),
+            Err(e) => Err(failure(pump, e).await),
         };
     }
     // Progress is flowing: stream.
@@ -416,14 +416,11 @@ pub async fn add(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<B
             Event::Done(Ok(out)) => result_lines(&out, &opts).iter().map(|v| Frame::data(line(v))).collect(),
             Event::Done(Err(e)) => {
                 let msg = match pump.take() {
-                    Some(p) => match p.await {
-                        Ok(Err(pe)) => pe.message,
-                        _ => e.to_string(),
-                    },
+                    Some(p) => failure(p, e).await.message,
                     None => e.to_string(),
                 };
                 let mut trailers = HeaderMap::new();
-                trailers.insert("X-Stream-Error", msg.parse().unwrap_or_else(|_| "add failed".parse().unwrap()));
+                trailers.insert("X-Stream-Error", msg.parse().unwrap_or(header::HeaderValue::from_static("add failed")));
                 vec![
                     Frame::data(line(&serde_json::json!({"Message": msg, "Code": 0, "Type": "error", "error": msg}))),
                     Frame::trailers(trailers),

@@ -2,10 +2,10 @@
 //! single-range `Range` support; directories as a JSON listing, or a tar stream (`?format=tar`).
 
 use super::error::{ApiError, ApiResult};
-use super::kubo::listing;
-use super::{App, Body, Query, full, json, parse_ipfs_path, stream_body};
+use super::{App, Body, Query, full, json, stream_body};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
+use ipfaas_runtime::IpfsPath;
 use ipfaas_runtime::unixfs::read::Kind;
 use serde_json::json;
 use std::sync::Arc;
@@ -23,12 +23,11 @@ pub async fn serve(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response
     if decoded.is_empty() {
         return Err(ApiError::bad_request("missing CID: use /ipfs/{cid}[/path]"));
     }
-    let (root, path) = parse_ipfs_path(&decoded)?;
-    let segs: Vec<&str> = path.iter().map(String::as_str).collect();
-    let cid = app.store.resolve(root, &segs).await?;
+    let path = IpfsPath::parse(&decoded)?;
+    let cid = app.store.resolve_path(&path).await?;
     let q = Query::parse(req.uri());
     let head = req.method() == Method::HEAD;
-    let name = path.last().cloned().unwrap_or_else(|| root.to_string());
+    let name = path.name();
     let etag = format!("\"{cid}\"");
 
     let mut resp = match app.store.stat(&cid).await? {
@@ -50,16 +49,18 @@ pub async fn serve(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response
             r
         }
         Kind::Directory => {
-            let entries: Vec<_> = listing(app, &cid)
+            let entries: Vec<_> = app
+                .store
+                .listing(&cid)
                 .await?
                 .into_iter()
-                .map(|(e, t, size, _)| {
-                    let kind = match t {
-                        1 => "directory",
-                        4 => "symlink",
-                        _ => "file",
+                .map(|(e, kind)| {
+                    let (t, size) = match kind {
+                        Kind::Directory => ("directory", 0),
+                        Kind::Symlink { .. } => ("symlink", 0),
+                        Kind::File { size } => ("file", size),
                     };
-                    json!({"name": e.name, "cid": e.cid.to_string(), "type": kind, "size": size})
+                    json!({"name": e.name, "cid": e.cid.to_string(), "type": t, "size": size})
                 })
                 .collect();
             json(

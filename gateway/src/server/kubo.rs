@@ -2,11 +2,11 @@
 //! Wire formats follow Kubo's RPC docs (JSON objects with capitalised keys).
 
 use super::error::{ApiError, ApiResult};
-use super::{App, Body, Query, json, parse_ipfs_path, stream_body};
+use super::{App, Body, Query, json, stream_body};
 use base64::Engine;
-use futures::StreamExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode, header};
+use ipfaas_runtime::IpfsPath;
 use ipfaas_runtime::unixfs::read::Kind;
 use serde_json::json;
 use std::sync::Arc;
@@ -18,9 +18,7 @@ fn arg(q: &Query) -> ApiResult<&str> {
 
 /// Resolves `arg` to a CID.
 async fn resolve(app: &App, arg: &str) -> ApiResult<cid::Cid> {
-    let (root, path) = parse_ipfs_path(arg)?;
-    let segs: Vec<&str> = path.iter().map(String::as_str).collect();
-    Ok(app.store.resolve(root, &segs).await?)
+    Ok(app.store.resolve_path(&IpfsPath::parse(arg)?).await?)
 }
 
 pub async fn cat(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
@@ -48,12 +46,10 @@ pub async fn get(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<B
             "compress is not supported: fetch the tar and compress it locally",
         ));
     }
-    let arg = arg(&q)?;
-    let cid = resolve(app, arg).await?;
+    let path = IpfsPath::parse(arg(&q)?)?;
+    let cid = app.store.resolve_path(&path).await?;
     app.store.stat(&cid).await?; // fail with a status, not a broken stream
-    let (root, path) = parse_ipfs_path(arg)?;
-    let name = path.last().cloned().unwrap_or_else(|| root.to_string());
-    let mut r = Response::new(stream_body(app.store.tar(cid, name)));
+    let mut r = Response::new(stream_body(app.store.tar(cid, path.name())));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/x-tar"),
@@ -61,31 +57,13 @@ pub async fn get(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<B
     Ok(r)
 }
 
-/// `(type, size)` as Kubo reports them: 1 directory, 2 file, 4 symlink.
-async fn type_and_size(app: &App, cid: &cid::Cid) -> ApiResult<(u8, u64, String)> {
-    Ok(match app.store.stat(cid).await? {
-        Kind::Directory => (1, 0, String::new()),
-        Kind::File { size } => (2, size, String::new()),
+/// `(type, size, symlink target)` as Kubo reports them: type 1 directory, 2 file, 4 symlink.
+pub fn kubo_type(kind: &Kind) -> (u8, u64, &str) {
+    match kind {
+        Kind::Directory => (1, 0, ""),
+        Kind::File { size } => (2, *size, ""),
         Kind::Symlink { target } => (4, 0, target),
-    })
-}
-
-/// Directory entries with each child's type and size (children are looked up 16 at a time).
-pub async fn listing(
-    app: &App,
-    cid: &cid::Cid,
-) -> ApiResult<Vec<(ipfaas_runtime::unixfs::read::Entry, u8, u64, String)>> {
-    let entries = app.store.entries(cid).await?;
-    futures::stream::iter(entries)
-        .map(|e| async move {
-            let (t, s, target) = type_and_size(app, &e.cid).await?;
-            Ok((e, t, s, target))
-        })
-        .buffered(16)
-        .collect::<Vec<ApiResult<_>>>()
-        .await
-        .into_iter()
-        .collect()
+    }
 }
 
 pub async fn ls(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
@@ -98,10 +76,15 @@ pub async fn ls(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Bo
     for a in args {
         let cid = resolve(app, a).await?;
         let links: Vec<_> = match app.store.stat(&cid).await? {
-            Kind::Directory => listing(app, &cid)
+            Kind::Directory => app
+                .store
+                .listing(&cid)
                 .await?
                 .into_iter()
-                .map(|(e, t, s, target)| json!({"Name": e.name, "Hash": e.cid.to_string(), "Size": s, "Type": t, "Target": target}))
+                .map(|(e, kind)| {
+                    let (t, s, target) = kubo_type(&kind);
+                    json!({"Name": e.name, "Hash": e.cid.to_string(), "Size": s, "Type": t, "Target": target})
+                })
                 .collect(),
             _ => vec![],
         };
@@ -156,8 +139,11 @@ pub async fn pin_ls(app: &Arc<App>, _req: Request<Incoming>) -> ApiResult<Respon
 pub async fn pin_rm(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
     app.authorize(req.headers())?;
     let q = Query::parse(req.uri());
-    let (cid, path) = parse_ipfs_path(arg(&q)?)?;
-    if !path.is_empty() {
+    let IpfsPath {
+        root: cid,
+        segments,
+    } = IpfsPath::parse(arg(&q)?)?;
+    if !segments.is_empty() {
         return Err(ApiError::bad_request("pin rm takes a CID, not a path"));
     }
     if !app.store.unpin(&cid).await? {

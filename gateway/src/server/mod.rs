@@ -4,7 +4,7 @@
 mod add;
 pub mod error;
 mod gateway;
-mod kubo;
+pub mod kubo;
 
 use bytes::Bytes;
 use error::{ApiError, ApiResult};
@@ -275,24 +275,6 @@ pub async fn run(
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => tracing::warn!("shutdown: gave up waiting for open connections"),
     }
-}
-
-/// Splits a Kubo `arg` (`CID`, `/ipfs/CID/a/b`, `CID/a/b`) into the root CID and path segments.
-pub fn parse_ipfs_path(arg: &str) -> ApiResult<(cid::Cid, Vec<String>)> {
-    let s = arg.strip_prefix("/ipfs/").unwrap_or(arg);
-    let mut parts = s.split('/');
-    let root = parts.next().unwrap_or("");
-    let cid = ipfaas_runtime::error::parse_cid(root).map_err(ApiError::from)?;
-    let rest: Vec<String> = parts
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .collect();
-    if rest.iter().any(|p| p == "." || p == "..") {
-        return Err(ApiError::bad_request(format!(
-            "invalid path {arg:?}: '.' and '..' are not allowed"
-        )));
-    }
-    Ok((cid, rest))
 }
 
 /// The store's block stream as a response body (errors abort the connection mid-body).

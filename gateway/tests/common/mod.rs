@@ -142,3 +142,34 @@ pub fn ndjson(text: &str) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// `POST /api/v0/add?{query}` with a multipart body; returns the status and the body text.
+pub async fn add(
+    s: &Server,
+    query: &str,
+    parts: &[(&str, &str, &[u8])],
+) -> (reqwest::StatusCode, String) {
+    let (ct, body) = multipart(parts);
+    let r = client()
+        .post(format!("{}?{query}", s.api("add")))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+/// `POST /api/v0/{cmd_and_query}`.
+pub async fn post(s: &Server, cmd_and_query: &str) -> reqwest::Response {
+    client().post(s.api(cmd_and_query)).send().await.unwrap()
+}
+
+/// `POST /api/v0/{cmd_and_query}`, answer parsed as JSON.
+pub async fn post_json(s: &Server, cmd_and_query: &str) -> serde_json::Value {
+    post(s, cmd_and_query).await.json().await.unwrap()
+}

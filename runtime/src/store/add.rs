@@ -93,10 +93,6 @@ impl<'a> Adder<'a> {
         }
     }
 
-    pub fn options(&self) -> &AddOptions {
-        &self.opts
-    }
-
     /// Declares a directory (parents are implied).
     pub fn dir(&mut self, path: &str) -> Result<()> {
         let parts = clean_path(path)?;

@@ -66,10 +66,6 @@ impl FlatFs {
         p
     }
 
-    pub fn has(&self, cid: &Cid) -> bool {
-        self.path(cid).is_file()
-    }
-
     pub fn get(&self, cid: &Cid) -> io::Result<Option<Vec<u8>>> {
         let mut f = match File::open(self.path(cid)) {
             Ok(f) => f,
@@ -83,8 +79,13 @@ impl FlatFs {
 
     /// Number of blocks and their total size (a directory walk; run it off the hot path).
     pub fn usage(&self) -> io::Result<(u64, u64)> {
+        Self::usage_of(&self.root)
+    }
+
+    /// [`FlatFs::usage`] of the store at `root`.
+    pub fn usage_of(root: &Path) -> io::Result<(u64, u64)> {
         let (mut n, mut bytes) = (0, 0);
-        for shard in fs::read_dir(&self.root)? {
+        for shard in fs::read_dir(root)? {
             let shard = shard?;
             if !shard.file_type()?.is_dir() {
                 continue;
@@ -232,7 +233,7 @@ mod tests {
         std::fs::write(&stale, b"torn").unwrap();
         let fs = FlatFs::open(dir.path()).unwrap();
         assert!(!stale.exists());
-        assert!(fs.has(&cid));
+        assert!(fs.get(&cid).unwrap().is_some());
         assert_eq!(fs.usage().unwrap(), (1, 3));
     }
 }

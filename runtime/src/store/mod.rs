@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod pins;
 
 use crate::error::{Error, Result};
+use crate::path::IpfsPath;
 use crate::unixfs::read::{self, BlockSource, ByteStream, Kind};
 use add::{AddOptions, AddOutcome, Adder};
 use blockstore::FlatFs;
@@ -166,12 +167,17 @@ impl Store {
                 _lock: lock,
             }),
         };
-        // block/byte gauges: one walk in the background, then kept current by adds
-        let s = store.clone();
+        // Block/byte gauges: one walk in the background, kept current afterwards by adds and
+        // fetches. It holds only what it reads, so a quick shutdown still owns the node. An add
+        // racing the walk may be counted twice; the gauges are an operator's view, not accounts.
+        let (root, m) = (
+            store.inner.blocks.root().to_path_buf(),
+            store.inner.metrics.clone(),
+        );
         tokio::task::spawn_blocking(move || {
-            if let Ok((n, bytes)) = s.inner.blocks.usage() {
-                s.inner.metrics.blocks.add(n as i64);
-                s.inner.metrics.bytes.add(bytes as i64);
+            if let Ok((n, bytes)) = FlatFs::usage_of(&root) {
+                m.blocks.add(n as i64);
+                m.bytes.add(bytes as i64);
             }
         });
         Ok(store)
@@ -179,14 +185,6 @@ impl Store {
 
     pub fn repo(&self) -> &Path {
         &self.inner.repo
-    }
-
-    pub fn metrics(&self) -> &StoreMetrics {
-        &self.inner.metrics
-    }
-
-    pub fn node(&self) -> &Ipfs {
-        &self.inner.node
     }
 
     pub fn peer_id(&self) -> PeerId {
@@ -218,10 +216,6 @@ impl Store {
 
     pub fn pins(&self) -> Result<Vec<Cid>> {
         Ok(self.inner.pins.list()?)
-    }
-
-    pub fn has_local(&self, cid: &Cid) -> bool {
-        self.inner.blocks.has(cid)
     }
 
     /// Runs one add on a blocking thread: `feed` imports entries into the [`Adder`]; if it
@@ -268,12 +262,34 @@ impl Store {
         read::resolve(self, root, path).await
     }
 
+    /// Resolves a user-written path (`CID`, `CID/a/b`, `/ipfs/CID/a/b`).
+    pub async fn resolve_path(&self, path: &IpfsPath) -> Result<Cid> {
+        let segs: Vec<&str> = path.segments.iter().map(String::as_str).collect();
+        self.resolve(path.root, &segs).await
+    }
+
     pub async fn stat(&self, cid: &Cid) -> Result<Kind> {
         read::stat(self, cid).await
     }
 
     pub async fn entries(&self, cid: &Cid) -> Result<Vec<read::Entry>> {
         read::entries(self, cid).await
+    }
+
+    /// Directory entries with each child's kind (which tells a file's size); children are
+    /// looked up 16 at a time.
+    pub async fn listing(&self, cid: &Cid) -> Result<Vec<(read::Entry, Kind)>> {
+        let entries = self.entries(cid).await?;
+        futures::stream::iter(entries)
+            .map(|e| async move {
+                let kind = self.stat(&e.cid).await?;
+                Ok((e, kind))
+            })
+            .buffered(16)
+            .collect::<Vec<Result<_>>>()
+            .await
+            .into_iter()
+            .collect()
     }
 
     /// Checks that `cid` is a file and the range starts inside it, then streams it.
@@ -343,12 +359,22 @@ impl BlockSource for Store {
                 waited: Duration::ZERO,
             });
         }
-        // rust-ipfs asks peers over bitswap, checks the bytes against the CID and stores them
-        match self.inner.node.get_block(*cid).timeout(waited).await {
-            Ok(block) => {
-                self.inner.metrics.fetched_blocks.inc();
+        // rust-ipfs asks peers over bitswap, checks the bytes against the CID and stores them.
+        // Our own timer decides "not found"; any other failure keeps its cause.
+        let fetch = self
+            .inner
+            .node
+            .get_block(*cid)
+            .timeout(waited + Duration::from_secs(1));
+        match tokio::time::timeout(waited, fetch).await {
+            Ok(Ok(block)) => {
+                let m = &self.inner.metrics;
+                m.fetched_blocks.inc();
+                m.blocks.inc();
+                m.bytes.add(block.data().len() as i64);
                 Ok(Bytes::copy_from_slice(block.data()))
             }
+            Ok(Err(e)) => Err(Error::Node(format!("fetching {cid}: {e:#}"))),
             Err(_) => Err(Error::NotFound {
                 cid: cid.to_string(),
                 waited,

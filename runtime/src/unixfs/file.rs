@@ -37,15 +37,6 @@ impl<'a, S: BlockSink> FileBuilder<'a, S> {
         }
     }
 
-    /// Bytes accepted so far.
-    pub fn len(&self) -> u64 {
-        self.total
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.total == 0
-    }
-
     pub fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
         self.total += data.len() as u64;
         let cs = self.opts.chunk_size;

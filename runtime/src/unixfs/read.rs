@@ -129,10 +129,22 @@ fn dir_node<'a>(cid: &Cid, block: &'a [u8]) -> Result<(Node<'a>, Option<Shard>)>
 
 /// All entries of the directory `cid`, sorted by name (HAMT shards are walked).
 pub async fn entries<B: BlockSource>(src: &B, cid: &Cid) -> Result<Vec<Entry>> {
+    entries_from(src, cid, None).await
+}
+
+/// [`entries`], reusing the directory's root block when the caller already holds it.
+async fn entries_from<B: BlockSource>(
+    src: &B,
+    cid: &Cid,
+    mut root_block: Option<Bytes>,
+) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     let mut shards = vec![*cid];
     while let Some(c) = shards.pop() {
-        let block = src.block(&c).await?;
+        let block = match root_block.take() {
+            Some(b) => b,
+            None => src.block(&c).await?,
+        };
         let (node, shard) = dir_node(&c, &block)?;
         if c != *cid && shard.is_none() {
             return Err(malformed(cid, "HAMT shard links to a non-shard node"));
@@ -244,11 +256,8 @@ where
             let _ = err_tx.send(Err(e)).await;
         }
     });
-    Box::pin(tokio_stream_from(rx))
-}
-
-fn tokio_stream_from(mut rx: mpsc::Receiver<Result<Bytes>>) -> impl Stream<Item = Result<Bytes>> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    let mut rx = rx;
+    Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
 }
 
 /// Sends a receiver-gone condition up as an error so producers stop early.
@@ -328,7 +337,7 @@ pub fn tar<B: BlockSource>(src: B, cid: Cid, root_name: String) -> ByteStream {
             match kind_of(&cid, &block)? {
                 Kind::Directory => {
                     send(&tx, tar_header(&path, tar::EntryType::Directory, 0, None)?).await?;
-                    let mut children = entries(&src, &cid).await?;
+                    let mut children = entries_from(&src, &cid, Some(block)).await?;
                     children.reverse();
                     stack.extend(
                         children
