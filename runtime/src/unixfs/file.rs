@@ -24,6 +24,8 @@ pub struct FileBuilder<'a, S: BlockSink> {
     buf: Vec<u8>,
     levels: Vec<Vec<Child>>,
     total: u64,
+    /// Reused for every dag-pb leaf: a fresh 256 KiB+ allocation per leaf costs more than hashing.
+    leaf_block: Vec<u8>,
 }
 
 impl<'a, S: BlockSink> FileBuilder<'a, S> {
@@ -34,6 +36,7 @@ impl<'a, S: BlockSink> FileBuilder<'a, S> {
             sink,
             levels: Vec::new(),
             total: 0,
+            leaf_block: Vec::new(),
         }
     }
 
@@ -124,17 +127,15 @@ impl<'a, S: BlockSink> FileBuilder<'a, S> {
                 size: chunk.len() as u64,
             }
         } else {
-            let mut fs = UnixFs::new(DataType::File);
-            fs.data = (!chunk.is_empty()).then_some(chunk);
-            fs.filesize = Some(chunk.len() as u64);
-            let block = Node::encode(&[], Some(&fs.encode()));
-            let cid = self.opts.pb_cid(&block);
-            self.sink.put(&cid, &block)?;
+            super::pb::encode_file_leaf(&mut self.leaf_block, chunk);
+            let cid = self.opts.pb_cid(&self.leaf_block);
+            self.sink.put(&cid, &self.leaf_block)?;
+            let tsize = self.leaf_block.len() as u64;
             Child {
                 link: Link {
                     cid,
                     name: String::new(),
-                    tsize: block.len() as u64,
+                    tsize,
                 },
                 size: chunk.len() as u64,
             }

@@ -114,6 +114,28 @@ impl<'a> UnixFs<'a> {
     }
 }
 
+/// Writes the dag-pb file leaf `{Data: UnixFs{File, data, filesize}}` into `out` (cleared
+/// first), with no intermediate buffer: the hot path of every dag-pb import, so `out` is meant to
+/// be reused from leaf to leaf. Same bytes as `Node::encode(&[], Some(&fs.encode()))`.
+pub fn encode_file_leaf(out: &mut Vec<u8>, data: &[u8]) {
+    let n = data.len() as u64;
+    let data_field = if data.is_empty() {
+        0
+    } else {
+        1 + varint_len(n) + data.len()
+    };
+    let inner = 2 + data_field + 1 + varint_len(n);
+    out.clear();
+    out.reserve(1 + varint_len(inner as u64) + inner);
+    out.push(1 << 3 | WIRE_LEN);
+    put_varint(out, inner as u64);
+    put_varint_field(out, 1, DataType::File as u64);
+    if !data.is_empty() {
+        put_bytes_field(out, 2, data);
+    }
+    put_varint_field(out, 3, n);
+}
+
 /// One `PBLink`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
@@ -303,6 +325,19 @@ mod tests {
             Node::encode(&[], Some(&d.encode())),
             [0x0a, 0x02, 0x08, 0x01]
         );
+    }
+
+    #[test]
+    fn leaf_encoder_matches_the_general_one() {
+        let mut out = vec![9u8; 3];
+        for len in [0usize, 1, 127, 128, 16_384, 262_144, 1 << 20] {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut fs = UnixFs::new(DataType::File);
+            fs.data = (!data.is_empty()).then_some(&data[..]);
+            fs.filesize = Some(len as u64);
+            encode_file_leaf(&mut out, &data);
+            assert_eq!(out, Node::encode(&[], Some(&fs.encode())), "len {len}");
+        }
     }
 
     #[test]
