@@ -4,8 +4,8 @@
 //!
 //! Crash consistency: a block becomes visible under its final name only by an atomic rename of a
 //! fully written temp file, so a crash can leave stray temp files (removed at open) but never a
-//! torn block. Each block asks the kernel to start write-back at once (`sync_file_range`), so the
-//! disk works while the importer hashes; [`BatchWriter::commit`] then waits for everything with one
+//! torn block. Blocks are written by a thread of the add's own, and each asks the kernel to start
+//! write-back at once (`sync_file_range`), so disk and file system work while the importer hashes; [`BatchWriter::commit`] then waits for everything with one
 //! `syncfs`. A CID is handed out only after its add committed (see `store::add`), so every CID an
 //! add returned survives `kill -9` and power loss.
 
@@ -18,7 +18,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FlatFs {
     root: PathBuf,
 }
@@ -101,10 +101,28 @@ impl FlatFs {
         Ok((n, bytes))
     }
 
+    /// Starts one add's writer: blocks are written by a thread of their own, so hashing and
+    /// encoding (the importer's thread) overlap with the file system's copy and metadata work.
     pub fn writer(&self) -> BatchWriter<'_> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Cid, Vec<u8>)>(WRITE_QUEUE);
+        let fs = self.clone();
+        let worker = std::thread::Builder::new()
+            .name("ipfaas-block-writer".into())
+            .spawn(move || -> io::Result<(u64, u64)> {
+                let (mut shards, mut blocks, mut bytes) = (HashSet::new(), 0, 0);
+                for (cid, data) in rx {
+                    if fs.put(&cid, &data, &mut shards)? {
+                        blocks += 1;
+                        bytes += data.len() as u64;
+                    }
+                }
+                Ok((blocks, bytes))
+            })
+            .expect("spawning the block writer thread");
         BatchWriter {
             fs: self,
-            shards: HashSet::new(),
+            tx: Some(tx),
+            worker: Some(worker),
             new_blocks: 0,
             new_bytes: 0,
         }
@@ -151,31 +169,63 @@ fn start_writeback(f: &File) {
     let _ = f;
 }
 
+/// Blocks queued for the writer thread (each up to a chunk, 1 MiB in the v1 profile).
+const WRITE_QUEUE: usize = 16;
+
 /// Collects the blocks of one add; nothing is durable until [`BatchWriter::commit`].
 pub struct BatchWriter<'a> {
     fs: &'a FlatFs,
-    shards: HashSet<PathBuf>,
+    tx: Option<std::sync::mpsc::SyncSender<(Cid, Vec<u8>)>>,
+    worker: Option<std::thread::JoinHandle<io::Result<(u64, u64)>>>,
+    /// Blocks and bytes that were new to the store; set by [`BatchWriter::commit`].
     pub new_blocks: u64,
     pub new_bytes: u64,
 }
 
-impl BlockSink for BatchWriter<'_> {
-    fn put(&mut self, cid: &Cid, data: &[u8]) -> io::Result<()> {
-        if self.fs.put(cid, data, &mut self.shards)? {
-            self.new_blocks += 1;
-            self.new_bytes += data.len() as u64;
+impl BatchWriter<'_> {
+    /// Waits for the writer thread; its I/O error, if any, is the add's error.
+    fn finish_writes(&mut self) -> io::Result<()> {
+        self.tx = None;
+        if let Some(w) = self.worker.take() {
+            let (blocks, bytes) = w
+                .join()
+                .map_err(|_| io::Error::other("block writer thread panicked"))??;
+            self.new_blocks += blocks;
+            self.new_bytes += bytes;
         }
         Ok(())
     }
-}
 
-impl BatchWriter<'_> {
-    /// Makes every block put so far durable (data and directory entries): one `syncfs`.
+    /// Writes out every block put so far and makes them durable (data and directory entries)
+    /// with one `syncfs`.
     pub fn commit(&mut self) -> io::Result<()> {
+        self.finish_writes()?;
         if self.new_blocks == 0 {
             return Ok(());
         }
         sync_filesystem(self.fs.root())
+    }
+}
+
+impl BlockSink for BatchWriter<'_> {
+    fn put(&mut self, cid: &Cid, data: &[u8]) -> io::Result<()> {
+        let sent = match &self.tx {
+            Some(tx) => tx.send((*cid, data.to_vec())).is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // the writer stopped: report why
+        self.finish_writes()?;
+        Err(io::Error::other("block writer is closed"))
+    }
+}
+
+impl Drop for BatchWriter<'_> {
+    /// An abandoned add still waits for its writes, so nothing writes after the add returned.
+    fn drop(&mut self) {
+        let _ = self.finish_writes();
     }
 }
 
@@ -225,8 +275,8 @@ mod tests {
         let mut w = fs.writer();
         w.put(&cid, b"abc").unwrap();
         w.put(&cid, b"abc").unwrap();
-        assert_eq!((w.new_blocks, w.new_bytes), (1, 3));
         w.commit().unwrap();
+        assert_eq!((w.new_blocks, w.new_bytes), (1, 3));
         assert_eq!(fs.get(&cid).unwrap().as_deref(), Some(&b"abc"[..]));
         assert_eq!(fs.usage().unwrap(), (1, 3));
         let stale = fs.path(&cid).with_extension("data.1.2.tmp");
