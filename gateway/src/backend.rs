@@ -84,7 +84,7 @@ impl Backend {
     }
 }
 
-async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
+pub async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
     if resp.status().is_success() {
         return Ok(resp);
     }
@@ -103,6 +103,15 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
 }
 
 impl Remote {
+    /// A request to `path` on the server, with the token when one is set.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
     fn post(&self, cmd: &str) -> reqwest::RequestBuilder {
         let r = self.http.post(format!("{}/api/v0/{cmd}", self.base));
         match &self.token {

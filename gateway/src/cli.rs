@@ -6,6 +6,7 @@ use crate::units::parse_size;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
+use ipfaas_runtime::functions::{Functions, FunctionsConfig};
 use ipfaas_runtime::store::add::AddOptions;
 use ipfaas_runtime::unixfs::{ImportOptions, Profile};
 use ipfaas_runtime::{Store, StoreConfig};
@@ -58,6 +59,26 @@ pub enum Cmd {
     },
     /// List a directory
     Ls { path: String },
+    /// Deploy a function directory (function.py, optional requirements.txt and ipfaas.toml)
+    Deploy {
+        dir: PathBuf,
+        /// Name [default: `name` in ipfaas.toml, else the directory's name]
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Invoke a function (name or function CID) on an input CID; the output goes to stdout
+    Invoke {
+        function: String,
+        cid: String,
+        /// A parameter for the function (repeatable)
+        #[arg(short = 'p', long = "param", value_parser = crate::fncmd::parse_param)]
+        params: Vec<(String, String)>,
+        /// Run even if the result is cached
+        #[arg(long)]
+        no_cache: bool,
+    },
+    /// List deployed functions
+    Functions,
     /// Show the node's identity
     Id,
     /// Manage pins
@@ -93,6 +114,9 @@ pub struct ServeArgs {
     /// No libp2p networking at all
     #[arg(long)]
     pub offline: bool,
+    /// Do not deploy the bundled example functions on start
+    #[arg(long)]
+    pub no_examples: bool,
 }
 
 #[derive(Args, Debug)]
@@ -187,6 +211,14 @@ async fn client(b: &Backend, cmd: Cmd) -> Result<()> {
             }
             Ok(())
         }
+        Cmd::Deploy { dir, name } => crate::fncmd::deploy(b, &dir, name).await,
+        Cmd::Invoke {
+            function,
+            cid,
+            params,
+            no_cache,
+        } => crate::fncmd::invoke(b, &function, &cid, params, !no_cache).await,
+        Cmd::Functions => crate::fncmd::list(b).await,
         Cmd::Id => {
             println!("{}", serde_json::to_string_pretty(&b.id().await?)?);
             Ok(())
@@ -360,6 +392,7 @@ async fn serve(repo: &Path, api_token: Option<String>, args: ServeArgs) -> Resul
         offline: args.offline,
     };
     let store = Store::open(cfg, &registry).await?;
+    let functions = Functions::open(store.clone(), &registry, FunctionsConfig::default())?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -376,8 +409,12 @@ async fn serve(repo: &Path, api_token: Option<String>, args: ServeArgs) -> Resul
         store.peer_id(),
         if api_token.is_some() { "on" } else { "off" }
     );
+    if !args.no_examples {
+        crate::examples::deploy_missing(functions.clone());
+    }
     let app = App::new(
         store.clone(),
+        functions,
         registry,
         ServerConfig {
             api_token,

@@ -2,6 +2,8 @@
 
 mod backend;
 mod cli;
+mod examples;
+mod fncmd;
 mod server;
 mod units;
 

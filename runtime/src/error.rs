@@ -24,6 +24,8 @@ pub enum Error {
     InvalidInput(String),
     #[error("the repository at {path} is in use by another process (is `ipfaas serve` running?)")]
     RepoLocked { path: String },
+    #[error("no function named {0:?} is deployed")]
+    UnknownFunction(String),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("IPFS node: {0}")]
@@ -56,7 +58,9 @@ impl Error {
             | Error::NotADirectory(_)
             | Error::IsADirectory(_)
             | Error::InvalidInput(_) => Class::BadRequest,
-            Error::NotFound { .. } | Error::NoSuchEntry { .. } => Class::NotFound,
+            Error::NotFound { .. } | Error::NoSuchEntry { .. } | Error::UnknownFunction(_) => {
+                Class::NotFound
+            }
             Error::RangeNotSatisfiable { .. } => Class::RangeNotSatisfiable,
             Error::RepoLocked { .. } => Class::Unavailable,
             Error::Malformed { .. } | Error::Io(_) | Error::Node(_) => Class::Internal,

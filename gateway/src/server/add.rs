@@ -152,7 +152,7 @@ fn is_too_large(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-fn query_unescape(s: &str) -> String {
+pub(crate) fn query_unescape(s: &str) -> String {
     let plus = s.replace('+', " ");
     percent_encoding::percent_decode_str(&plus)
         .decode_utf8_lossy()

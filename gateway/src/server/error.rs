@@ -54,15 +54,20 @@ impl ApiError {
     }
 }
 
+/// The status a runtime error maps to.
+pub fn status_of(e: &Error) -> StatusCode {
+    match e.class() {
+        Class::BadRequest => StatusCode::BAD_REQUEST,
+        Class::NotFound => StatusCode::NOT_FOUND,
+        Class::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
+        Class::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Class::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        let status = match e.class() {
-            Class::BadRequest => StatusCode::BAD_REQUEST,
-            Class::NotFound => StatusCode::NOT_FOUND,
-            Class::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
-            Class::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Class::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = status_of(&e);
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!("internal error: {e}");
         }

@@ -1,8 +1,9 @@
 //! The HTTP server: one listener for the Kubo RPC subset (`/api/v0/...`), the read-only path
-//! gateway (`/ipfs/...`), `/metrics` and `/healthz`.
+//! gateway (`/ipfs/...`), the functions API (`/v1/...`), `/metrics` and `/healthz`.
 
 mod add;
 pub mod error;
+mod functions;
 mod gateway;
 pub mod kubo;
 
@@ -13,6 +14,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ipfaas_runtime::Store;
+use ipfaas_runtime::functions::Functions;
 use prometheus::{HistogramVec, IntCounterVec, Registry};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -49,6 +51,8 @@ pub struct ServerConfig {
 
 pub struct App {
     pub store: Store,
+    pub functions: Functions,
+    jobs: functions::Jobs,
     pub registry: Registry,
     pub cfg: ServerConfig,
     requests: IntCounterVec,
@@ -58,6 +62,7 @@ pub struct App {
 impl App {
     pub fn new(
         store: Store,
+        functions: Functions,
         registry: Registry,
         cfg: ServerConfig,
     ) -> prometheus::Result<Arc<Self>> {
@@ -84,6 +89,8 @@ impl App {
         ))?;
         Ok(Arc::new(Self {
             store,
+            functions,
+            jobs: functions::Jobs::default(),
             registry,
             cfg,
             requests,
@@ -143,6 +150,10 @@ impl Query {
             ))),
         }
     }
+    /// Every key with its values.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
     pub fn u64(&self, k: &str) -> ApiResult<Option<u64>> {
         self.get(k)
             .map(|v| {
@@ -200,6 +211,9 @@ async fn route(
             );
         }
         return ("gateway", gateway::serve(app, req).await);
+    }
+    if let Some(rest) = path.strip_prefix("/v1/") {
+        return functions::route(app, req, rest).await;
     }
     match (method, path.as_str()) {
         (Method::GET, "/healthz") => (

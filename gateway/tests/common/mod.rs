@@ -16,6 +16,17 @@ pub struct Server {
 impl Server {
     /// Starts `ipfaas serve` on loopback ports chosen by the OS; returns once `/healthz` answers.
     pub fn start(repo: &Path, extra: &[&str]) -> Server {
+        let mut args = vec!["--no-examples"];
+        args.extend_from_slice(extra);
+        Self::spawn(repo, &args)
+    }
+
+    /// Like `start`, but `serve` deploys the bundled example functions.
+    pub fn start_with_examples(repo: &Path) -> Server {
+        Self::spawn(repo, &[])
+    }
+
+    fn spawn(repo: &Path, extra: &[&str]) -> Server {
         let _ = std::fs::remove_file(repo.join("api"));
         let child = Command::new(BIN)
             .args([

@@ -365,7 +365,12 @@ pub fn tar<B: BlockSource>(src: B, cid: Cid, root_name: String) -> ByteStream {
 }
 
 /// The header block(s) for one entry; long names get GNU long-name records.
-fn tar_header(path: &str, kind: tar::EntryType, size: u64, link: Option<&str>) -> Result<Bytes> {
+pub(crate) fn tar_header(
+    path: &str,
+    kind: tar::EntryType,
+    size: u64,
+    link: Option<&str>,
+) -> Result<Bytes> {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
     h.set_size(size);

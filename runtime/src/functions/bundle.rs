@@ -1,0 +1,327 @@
+//! A deploy bundle: the files of a function directory, read from a tar or zip body, a multipart
+//! upload or a local directory, validated, plus its `ipfaas.toml`.
+
+use crate::error::{Error, Result};
+use crate::store::add::clean_path;
+use crate::wasm::Limits;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+/// Largest bundle accepted (all files together).
+pub const MAX_BUNDLE: u64 = 256 << 20;
+
+/// Relative path → contents, sorted (so the bundle's CID does not depend on upload order).
+#[derive(Debug, Default, Clone)]
+pub struct Bundle {
+    pub files: BTreeMap<String, Bytes>,
+}
+
+impl Bundle {
+    pub fn insert(&mut self, path: &str, data: Bytes) -> Result<()> {
+        let parts = clean_path(path)?;
+        let path = parts.join("/");
+        let total: u64 =
+            self.files.values().map(|b| b.len() as u64).sum::<u64>() + data.len() as u64;
+        if total > MAX_BUNDLE {
+            return Err(Error::InvalidInput(format!(
+                "the bundle is over the {} MiB limit",
+                MAX_BUNDLE >> 20
+            )));
+        }
+        if self.files.insert(path.clone(), data).is_some() {
+            return Err(Error::InvalidInput(format!(
+                "{path:?} appears twice in the bundle"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads a tar (plain) or zip body; the format is told by its first bytes.
+    pub fn from_archive(body: &[u8]) -> Result<Self> {
+        let mut b = if body.starts_with(b"PK\x03\x04") || body.starts_with(b"PK\x05\x06") {
+            Self::from_zip(body)?
+        } else if body.starts_with(&[0x1f, 0x8b]) {
+            return Err(Error::InvalidInput(
+                "compressed tar is not supported: send a plain tar or a zip".into(),
+            ));
+        } else {
+            Self::from_tar(body)?
+        };
+        b.strip_common_root();
+        Ok(b)
+    }
+
+    fn from_tar(body: &[u8]) -> Result<Self> {
+        let bad = |e: std::io::Error| {
+            Error::InvalidInput(format!("the body is not a valid tar or zip archive: {e}"))
+        };
+        let mut out = Self::default();
+        let mut ar = tar::Archive::new(body);
+        for entry in ar.entries().map_err(bad)? {
+            let mut entry = entry.map_err(bad)?;
+            let kind = entry.header().entry_type();
+            let path = entry.path().map_err(bad)?.to_string_lossy().into_owned();
+            if kind.is_dir() || kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
+                continue;
+            }
+            if !kind.is_file() {
+                return Err(Error::InvalidInput(format!(
+                    "{path:?}: bundles hold regular files and directories only"
+                )));
+            }
+            let mut data = Vec::with_capacity(entry.size() as usize);
+            entry.read_to_end(&mut data).map_err(bad)?;
+            out.insert(path.trim_start_matches("./"), data.into())?;
+        }
+        if out.files.is_empty() {
+            return Err(Error::InvalidInput(
+                "the bundle is empty (or not a tar or zip archive)".into(),
+            ));
+        }
+        Ok(out)
+    }
+
+    fn from_zip(body: &[u8]) -> Result<Self> {
+        let bad =
+            |e: zip::result::ZipError| Error::InvalidInput(format!("invalid zip archive: {e}"));
+        let mut out = Self::default();
+        let mut z = zip::ZipArchive::new(std::io::Cursor::new(body)).map_err(bad)?;
+        for i in 0..z.len() {
+            let mut f = z.by_index(i).map_err(bad)?;
+            if f.is_dir() {
+                continue;
+            }
+            let name = f.name().to_string();
+            if f.size() > MAX_BUNDLE {
+                return Err(Error::InvalidInput(format!("{name:?} is too large")));
+            }
+            let mut data = Vec::with_capacity(f.size() as usize);
+            f.read_to_end(&mut data)
+                .map_err(|e| Error::InvalidInput(format!("{name:?}: {e}")))?;
+            out.insert(&name, data.into())?;
+        }
+        Ok(out)
+    }
+
+    /// Reads a local directory (hidden files and `__pycache__` skipped).
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        fn walk(out: &mut Bundle, root: &Path, rel: &str) -> Result<()> {
+            let mut entries: Vec<_> =
+                std::fs::read_dir(root.join(rel))?.collect::<std::io::Result<_>>()?;
+            entries.sort_by_key(|e| e.file_name());
+            for e in entries {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') || name == "__pycache__" {
+                    continue;
+                }
+                let path = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                let ty = e.file_type()?;
+                if ty.is_dir() {
+                    walk(out, root, &path)?;
+                } else if ty.is_file() {
+                    out.insert(&path, std::fs::read(e.path())?.into())?;
+                }
+            }
+            Ok(())
+        }
+        let mut out = Self::default();
+        walk(&mut out, dir, "")?;
+        Ok(out)
+    }
+
+    /// An archive made of a directory `foo/` holding everything means the files of `foo/`.
+    fn strip_common_root(&mut self) {
+        if self.files.contains_key("function.py") || self.files.contains_key("ipfaas.toml") {
+            return;
+        }
+        let Some(first) = self.files.keys().next() else {
+            return;
+        };
+        let Some((root, _)) = first.split_once('/') else {
+            return;
+        };
+        let prefix = format!("{root}/");
+        if self.files.keys().all(|k| k.starts_with(&prefix)) {
+            self.files = std::mem::take(&mut self.files)
+                .into_iter()
+                .map(|(k, v)| (k[prefix.len()..].to_string(), v))
+                .collect();
+        }
+    }
+
+    pub fn manifest(&self) -> Result<Manifest> {
+        match self.files.get("ipfaas.toml") {
+            None => Ok(Manifest::default()),
+            Some(b) => Manifest::parse(b),
+        }
+    }
+}
+
+/// `ipfaas.toml`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Manifest {
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub limits: Limits,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    name: Option<String>,
+    kind: Option<String>,
+    /// bytes or "256MiB"
+    memory: Option<toml::Value>,
+    fuel: Option<u64>,
+    /// milliseconds or "30s"
+    timeout: Option<toml::Value>,
+    max_output: Option<toml::Value>,
+}
+
+impl Manifest {
+    pub fn parse(bytes: &[u8]) -> Result<Self> {
+        let bad = |m: String| Error::InvalidInput(format!("ipfaas.toml: {m}"));
+        let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8".into()))?;
+        let raw: RawManifest = toml::from_str(text).map_err(|e| bad(e.message().to_string()))?;
+        let mut limits = Limits::default();
+        if let Some(v) = raw.memory {
+            limits.memory = size_value(&v).map_err(|m| bad(format!("memory: {m}")))?;
+            if limits.memory > crate::wasm::engine::MAX_MEMORY {
+                return Err(bad("memory: at most 4GiB (wasm32)".into()));
+            }
+        }
+        if let Some(f) = raw.fuel {
+            limits.fuel = f;
+        }
+        if let Some(v) = raw.timeout {
+            limits.timeout_ms = match &v {
+                toml::Value::Integer(i) if *i > 0 => *i as u64,
+                toml::Value::String(s) => {
+                    humantime_ms(s).map_err(|m| bad(format!("timeout: {m}")))?
+                }
+                _ => {
+                    return Err(bad(
+                        "timeout: milliseconds or a duration like \"30s\"".into()
+                    ));
+                }
+            };
+        }
+        if let Some(v) = raw.max_output {
+            limits.max_output = size_value(&v).map_err(|m| bad(format!("max_output: {m}")))?;
+        }
+        if let Some(k) = &raw.kind
+            && k != "python"
+        {
+            return Err(bad(format!(
+                "kind {k:?} is not supported here (use \"python\")"
+            )));
+        }
+        Ok(Self {
+            name: raw.name,
+            kind: raw.kind,
+            limits,
+        })
+    }
+}
+
+fn size_value(v: &toml::Value) -> std::result::Result<u64, String> {
+    match v {
+        toml::Value::Integer(i) if *i > 0 => Ok(*i as u64),
+        toml::Value::String(s) => parse_size(s),
+        _ => Err("a byte count or a size like \"256MiB\"".into()),
+    }
+}
+
+fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    crate::units::parse_size(s).and_then(|n| {
+        if n == 0 {
+            Err(format!("{s:?} is zero"))
+        } else {
+            Ok(n)
+        }
+    })
+}
+
+fn humantime_ms(s: &str) -> std::result::Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration"))?;
+    let mul = match unit.trim() {
+        "ms" => 1,
+        "s" | "" => 1000,
+        "m" | "min" => 60_000,
+        u => return Err(format!("unknown unit {u:?} in {s:?} (ms, s, min)")),
+    };
+    Ok(n * mul)
+}
+
+/// Function names: what fits in a URL path segment and a file name.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !name.starts_with('.')
+        && !name.starts_with("Qm")
+        && !name.starts_with("bafy");
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "invalid function name {name:?}: use 1-64 letters, digits, '-', '_' or '.', not starting with '.' or looking like a CID"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_units_and_errors() {
+        let m = Manifest::parse(b"name = \"x\"\nmemory = \"64MiB\"\ntimeout = \"2s\"\nfuel = 5\n")
+            .unwrap();
+        assert_eq!(m.name.as_deref(), Some("x"));
+        assert_eq!(m.limits.memory, 64 << 20);
+        assert_eq!(m.limits.timeout_ms, 2000);
+        assert_eq!(m.limits.fuel, 5);
+        let e = Manifest::parse(b"memroy = 1\n").unwrap_err().to_string();
+        assert!(e.contains("memroy"), "{e}");
+        let e = Manifest::parse(b"memory = \"5 parsecs\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("parsecs"), "{e}");
+    }
+
+    #[test]
+    fn archive_root_is_stripped_and_paths_checked() {
+        let mut t = tar::Builder::new(Vec::new());
+        for (p, d) in [
+            ("fn/function.py", &b"def main(i): pass\n"[..]),
+            ("fn/lib/x.py", b""),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(d.len() as u64);
+            h.set_mode(0o644);
+            t.append_data(&mut h, p, d).unwrap();
+        }
+        let b = Bundle::from_archive(&t.into_inner().unwrap()).unwrap();
+        assert_eq!(
+            b.files.keys().collect::<Vec<_>>(),
+            ["function.py", "lib/x.py"]
+        );
+        assert!(check_name("wordcount").is_ok());
+        assert!(check_name("../x").is_err());
+        assert!(check_name("QmFoo").is_err());
+    }
+}

@@ -1,0 +1,711 @@
+//! Deployed functions: deploy (bundle → stored, built, precompiled, named), invoke (input CID →
+//! output CID, with a persistent result cache), and the registry of names.
+//!
+//! Everything a function is made of lives in the backing store: the bundle (a directory), the
+//! unpacked wheels (a directory), the component (a file) and a definition that names them (a
+//! JSON file whose CID is the *function CID*). Only the name → function CID map, the result
+//! cache and the local build directories are kept beside the store, under `<repo>/functions`.
+
+pub mod bundle;
+mod metrics;
+pub mod wheels;
+
+use crate::error::{Error, Result, parse_cid};
+use crate::mount::StoreInput;
+use crate::store::Store;
+use crate::store::add::AddOptions;
+use crate::unixfs::read::Kind;
+use crate::wasm::{self, Limits, RunError, RunRequest, WasmEngine, builder};
+pub use bundle::Bundle;
+use bytes::Bytes;
+use cid::Cid;
+use futures::TryStreamExt;
+use metrics::FnMetrics;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// What a function CID names. Field order is fixed so the same function always serialises to
+/// the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionDef {
+    pub ipfaas: u32,
+    pub kind: String,
+    pub bundle: String,
+    pub site: String,
+    pub component: String,
+    pub limits: Limits,
+    /// Which wrapper and toolchain built the component.
+    pub builder: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployed {
+    pub name: String,
+    pub function_cid: String,
+    pub component_cid: String,
+    pub bundle_cid: String,
+    pub build_ms: u64,
+    /// The component came from an earlier identical build.
+    pub reused_build: bool,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    pub name: String,
+    pub function_cid: String,
+    pub kind: String,
+    pub component_cid: String,
+    pub bundle_cid: String,
+}
+
+pub struct InvokeRequest {
+    /// A name or a function CID.
+    pub function: String,
+    pub input: Cid,
+    pub params: BTreeMap<String, String>,
+    pub use_cache: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub fetch: Duration,
+    pub instantiate: Duration,
+    pub execute: Duration,
+    pub publish: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub function_cid: String,
+    pub input_cid: Cid,
+    pub output_cid: String,
+    pub outputs_cid: Option<String>,
+    pub logs_cid: Option<String>,
+    pub content_type: String,
+    pub body: Bytes,
+    pub logs: Bytes,
+    pub cached: bool,
+    pub fuel_used: u64,
+    pub timings: Timings,
+}
+
+/// A result cache record: enough to answer a repeat invocation without running it.
+#[derive(Serialize, Deserialize)]
+struct CacheRecord {
+    output: String,
+    content_type: String,
+    outputs: Option<String>,
+    logs: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    Host(#[from] Error),
+}
+
+pub struct FunctionsConfig {
+    /// Instances that may run at once.
+    pub instances: u32,
+}
+
+impl Default for FunctionsConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+        Self {
+            instances: (cores * 2).max(4),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Functions {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    engine: WasmEngine,
+    dir: PathBuf,
+    names: Mutex<BTreeMap<String, String>>,
+    defs: Mutex<HashMap<String, Arc<FunctionDef>>>,
+    builds: tokio::sync::Mutex<()>,
+    slots: Semaphore,
+    metrics: FnMetrics,
+}
+
+fn builder_tag() -> String {
+    let mut h = Sha256::new();
+    h.update(b"componentize-py 0.25.1\0wasmtime 46\0");
+    h.update(wasm::WIT);
+    h.update(wasm::GUEST_PY);
+    hex(&h.finalize()[..8])
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn io_err(what: impl std::fmt::Display) -> Error {
+    Error::Io(std::io::Error::other(what.to_string()))
+}
+
+/// Writes `bytes` to `path` atomically (temp file, fsync, rename).
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+impl Functions {
+    pub fn open(
+        store: Store,
+        registry: &prometheus::Registry,
+        cfg: FunctionsConfig,
+    ) -> Result<Self> {
+        let dir = store.repo().join("functions");
+        for d in ["builds", "results", "wheels", "tmp", "cwasm"] {
+            std::fs::create_dir_all(dir.join(d))?;
+        }
+        // invocations that were running when the process died leave their /outputs behind
+        for e in std::fs::read_dir(dir.join("tmp"))? {
+            let _ = std::fs::remove_dir_all(e?.path());
+        }
+        let stdlib = wasm::stdlib::ensure(&dir)?;
+        let engine = WasmEngine::new(&dir.join("cwasm"), stdlib, cfg.instances)?;
+        let names = match std::fs::read(dir.join("names.json")) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| io_err(format!("{}/names.json is corrupt: {e}", dir.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                engine,
+                dir,
+                names: Mutex::new(names),
+                defs: Mutex::new(HashMap::new()),
+                builds: tokio::sync::Mutex::new(()),
+                slots: Semaphore::new(cfg.instances as usize),
+                metrics: FnMetrics::new(registry).map_err(io_err)?,
+            }),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Deploys a bundle under `name` (or the name in its `ipfaas.toml`).
+    pub async fn deploy(&self, name: Option<String>, bundle: Bundle) -> Result<Deployed> {
+        let t = Instant::now();
+        let manifest = bundle.manifest()?;
+        let name = name.or(manifest.name.clone()).ok_or_else(|| {
+            Error::InvalidInput(
+                "the function needs a name: pass ?name= or set `name` in ipfaas.toml".into(),
+            )
+        })?;
+        bundle::check_name(&name)?;
+        if !bundle.files.contains_key("function.py") {
+            return Err(Error::InvalidInput(
+                "the bundle has no function.py at its top level".into(),
+            ));
+        }
+        let reqs = match bundle.files.get("requirements.txt") {
+            Some(b) => wheels::parse(&String::from_utf8_lossy(b))?,
+            None => Vec::new(),
+        };
+        let store = &self.inner.store;
+
+        // 1. the bundle itself
+        let files = bundle.files.clone();
+        let bundle_cid = add_tree(store, "bundle", move |a| {
+            for (path, data) in &files {
+                a.file(&format!("bundle/{path}"), &mut &data[..], |_| {})?;
+            }
+            Ok(())
+        })
+        .await?;
+
+        // 2. its requirements, unpacked
+        let tmp = tempfile::tempdir_in(self.inner.dir.join("tmp"))?;
+        let site = tmp.path().join("site");
+        std::fs::create_dir_all(&site)?;
+        {
+            let (site, cache, bundle) =
+                (site.clone(), self.inner.dir.join("wheels"), bundle.clone());
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                for wheel in wheels::resolve(&reqs, &bundle, &cache)? {
+                    wheels::unpack(&wheel, &site)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(io_err)??;
+        }
+        let site_dir = site.clone();
+        let site_cid = add_tree(store, "site", move |a| {
+            a.dir("site")?;
+            a.local(&site_dir, "site", true, true, &mut |_, _| {})
+        })
+        .await?;
+
+        // 3. the component: built once per (bundle, site, builder)
+        let tag = builder_tag();
+        let key = {
+            let mut h = Sha256::new();
+            h.update(format!("{tag}\0{bundle_cid}\0{site_cid}"));
+            hex(&h.finalize()[..16])
+        };
+        let build_dir = self.inner.dir.join("builds").join(&key);
+        let _guard = self.inner.builds.lock().await;
+        let (component_cid, reused) = match std::fs::read_to_string(build_dir.join("component.cid"))
+        {
+            Ok(c) => (c.trim().to_string(), true),
+            Err(_) => {
+                let staging = tmp.path().join("build");
+                let dirs = builder::BuildDirs {
+                    support: staging.join("support"),
+                    bundle: staging.join("bundle"),
+                    site: staging.join("site"),
+                };
+                builder::write_support(&dirs.support)?;
+                write_files(&dirs.bundle, &bundle)?;
+                std::fs::rename(&site, &dirs.site)?;
+                let out = staging.join("component.wasm");
+                let tb = Instant::now();
+                run_build(&dirs, &out).await?;
+                self.inner.metrics.build.observe(tb.elapsed().as_secs_f64());
+                let component = std::fs::read(&out)?;
+                std::fs::remove_file(&out)?;
+                let component_cid = add_bytes(store, Bytes::from(component.clone())).await?;
+                let engine_cid = component_cid.clone();
+                let this = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    this.inner.engine.precompile(&engine_cid, &component)
+                })
+                .await
+                .map_err(io_err)??;
+                std::fs::write(staging.join("component.cid"), &component_cid)?;
+                let _ = std::fs::remove_dir_all(&build_dir);
+                std::fs::rename(&staging, &build_dir)?;
+                (component_cid, false)
+            }
+        };
+        drop(_guard);
+
+        // 4. the definition, and the name
+        let def = FunctionDef {
+            ipfaas: 1,
+            kind: "python".into(),
+            bundle: bundle_cid.clone(),
+            site: site_cid,
+            component: component_cid.clone(),
+            limits: manifest.limits,
+            builder: tag,
+        };
+        let json = serde_json::to_vec_pretty(&def).map_err(io_err)?;
+        let function_cid = add_bytes(store, Bytes::from(json)).await?;
+        self.inner
+            .defs
+            .lock()
+            .unwrap()
+            .insert(function_cid.clone(), Arc::new(def));
+        self.set_name(&name, &function_cid)?;
+        Ok(Deployed {
+            name,
+            function_cid,
+            component_cid,
+            bundle_cid,
+            build_ms: t.elapsed().as_millis() as u64,
+            reused_build: reused,
+            limits: manifest.limits,
+        })
+    }
+
+    fn set_name(&self, name: &str, function_cid: &str) -> Result<()> {
+        let mut names = self.inner.names.lock().unwrap();
+        let mut next = names.clone();
+        next.insert(name.to_string(), function_cid.to_string());
+        let bytes = serde_json::to_vec_pretty(&next).map_err(io_err)?;
+        write_atomic(&self.inner.dir.join("names.json"), &bytes)?;
+        *names = next;
+        Ok(())
+    }
+
+    pub async fn list(&self) -> Result<Vec<Listed>> {
+        let names = self.inner.names.lock().unwrap().clone();
+        let mut out = Vec::new();
+        for (name, cid) in names {
+            let def = self.definition(&cid).await?;
+            out.push(Listed {
+                name,
+                function_cid: cid,
+                kind: def.kind.clone(),
+                component_cid: def.component.clone(),
+                bundle_cid: def.bundle.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// A name's current function CID, or the CID itself.
+    pub fn resolve_name(&self, function: &str) -> Result<String> {
+        if let Some(c) = self.inner.names.lock().unwrap().get(function) {
+            return Ok(c.clone());
+        }
+        match parse_cid(function) {
+            Ok(c) => Ok(c.to_string()),
+            Err(_) => Err(Error::UnknownFunction(function.to_string())),
+        }
+    }
+
+    /// Reads (and caches) a function definition from the store.
+    pub async fn definition(&self, function_cid: &str) -> Result<Arc<FunctionDef>> {
+        if let Some(d) = self.inner.defs.lock().unwrap().get(function_cid) {
+            return Ok(d.clone());
+        }
+        let cid = parse_cid(function_cid)?;
+        let bytes = cat_all(&self.inner.store, cid, 1 << 20).await?;
+        let def: FunctionDef = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::InvalidInput(format!(
+                "{function_cid} is not an ipfaas function definition ({e})"
+            ))
+        })?;
+        if def.ipfaas != 1 || def.kind != "python" {
+            return Err(Error::InvalidInput(format!(
+                "{function_cid}: unsupported function kind {:?}",
+                def.kind
+            )));
+        }
+        let def = Arc::new(def);
+        self.inner
+            .defs
+            .lock()
+            .unwrap()
+            .insert(function_cid.to_string(), def.clone());
+        Ok(def)
+    }
+
+    /// Makes the component runnable here: build directories on disk, native code compiled.
+    async fn load(&self, def: &FunctionDef) -> Result<Arc<wasm::Loaded>> {
+        let key = {
+            let mut h = Sha256::new();
+            h.update(format!("{}\0{}\0{}", def.builder, def.bundle, def.site));
+            hex(&h.finalize()[..16])
+        };
+        let build_dir = self.inner.dir.join("builds").join(&key);
+        if !build_dir.join("component.cid").is_file() {
+            // a function deployed elsewhere: materialise its directories from the store
+            let tmp = tempfile::tempdir_in(self.inner.dir.join("tmp"))?;
+            builder::write_support(&tmp.path().join("support"))?;
+            export(
+                &self.inner.store,
+                parse_cid(&def.bundle)?,
+                &tmp.path().join("bundle"),
+            )
+            .await?;
+            export(
+                &self.inner.store,
+                parse_cid(&def.site)?,
+                &tmp.path().join("site"),
+            )
+            .await?;
+            std::fs::write(tmp.path().join("component.cid"), &def.component)?;
+            let staged = tmp.keep();
+            if std::fs::rename(&staged, &build_dir).is_err() {
+                let _ = std::fs::remove_dir_all(&staged);
+            }
+        }
+        if !self.inner.engine.is_cached(&def.component) {
+            let bytes = cat_all(&self.inner.store, parse_cid(&def.component)?, 1 << 30).await?;
+            let (this, cid) = (self.clone(), def.component.clone());
+            tokio::task::spawn_blocking(move || this.inner.engine.precompile(&cid, &bytes))
+                .await
+                .map_err(io_err)??;
+        }
+        let mounts = vec![
+            build_dir.join("support"),
+            build_dir.join("bundle"),
+            build_dir.join("site"),
+        ];
+        self.inner.engine.load(&def.component, mounts)
+    }
+
+    pub async fn invoke(&self, req: InvokeRequest) -> Result<Invocation, InvokeError> {
+        let m = &self.inner.metrics;
+        let label = req.function.clone();
+        let r = self.invoke_inner(req).await;
+        let outcome = match &r {
+            Ok(i) if i.cached => "cached",
+            Ok(_) => "ok",
+            Err(InvokeError::Run(RunError::Exception { .. })) => "exception",
+            Err(InvokeError::Run(RunError::OutOfFuel(..))) => "out_of_fuel",
+            Err(InvokeError::Run(RunError::Timeout(..))) => "timeout",
+            Err(InvokeError::Run(RunError::Memory(..))) => "out_of_memory",
+            Err(InvokeError::Run(RunError::OutputTooLarge { .. })) => "output_too_large",
+            Err(InvokeError::Run(_)) => "trap",
+            Err(InvokeError::Host(_)) => "error",
+        };
+        m.invocations.with_label_values(&[&label, outcome]).inc();
+        r
+    }
+
+    async fn invoke_inner(&self, req: InvokeRequest) -> Result<Invocation, InvokeError> {
+        let m = &self.inner.metrics;
+        let store = &self.inner.store;
+        let function_cid = self.resolve_name(&req.function)?;
+        let def = self.definition(&function_cid).await?;
+        let key_material = {
+            let mut h = Sha256::new();
+            h.update(b"ipfaas-invocation-v1\0");
+            h.update(function_cid.as_bytes());
+            h.update(b"\0");
+            h.update(req.input.to_string().as_bytes());
+            for (k, v) in &req.params {
+                h.update(b"\0");
+                h.update((k.len() as u64).to_le_bytes());
+                h.update(k.as_bytes());
+                h.update((v.len() as u64).to_le_bytes());
+                h.update(v.as_bytes());
+            }
+            let d: [u8; 32] = h.finalize().into();
+            d
+        };
+        let record_path = self.inner.dir.join("results").join(hex(&key_material));
+
+        if req.use_cache
+            && let Ok(b) = std::fs::read(&record_path)
+            && let Ok(rec) = serde_json::from_slice::<CacheRecord>(&b)
+        {
+            let t = Instant::now();
+            let body = cat_all(store, parse_cid(&rec.output)?, u64::MAX).await;
+            let logs = match &rec.logs {
+                Some(c) => cat_all(store, parse_cid(c)?, u64::MAX)
+                    .await
+                    .unwrap_or_default(),
+                None => Bytes::new(),
+            };
+            // a record whose output is gone is ignored: run again
+            if let Ok(body) = body {
+                m.cache_hits.inc();
+                return Ok(Invocation {
+                    function_cid,
+                    input_cid: req.input,
+                    output_cid: rec.output,
+                    outputs_cid: rec.outputs,
+                    logs_cid: rec.logs,
+                    content_type: rec.content_type,
+                    body,
+                    logs,
+                    cached: true,
+                    fuel_used: 0,
+                    timings: Timings {
+                        fetch: t.elapsed(),
+                        ..Default::default()
+                    },
+                });
+            }
+        }
+
+        // fetch: the input's layout and the runnable component
+        let t = Instant::now();
+        let input = StoreInput::open(store, req.input).await?;
+        let loaded = self.load(&def).await?;
+        let fetch = t.elapsed();
+        m.stage
+            .with_label_values(&["fetch"])
+            .observe(fetch.as_secs_f64());
+
+        let outputs = tempfile::tempdir_in(self.inner.dir.join("tmp")).map_err(Error::from)?;
+        let permit = self
+            .inner
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| Error::Io(std::io::Error::other("shutting down")))?;
+        m.active.inc();
+        let run_req = RunRequest {
+            input: Box::new(input),
+            params: req.params.clone().into_iter().collect(),
+            seed: key_material,
+            outputs: Some(outputs.path().to_path_buf()),
+            limits: def.limits,
+        };
+        let this = self.clone();
+        let run =
+            tokio::task::spawn_blocking(move || this.inner.engine.run(&loaded, run_req)).await;
+        m.active.dec();
+        drop(permit);
+        let out = run.map_err(io_err)??;
+        m.stage
+            .with_label_values(&["instantiate"])
+            .observe(out.instantiate.as_secs_f64());
+        m.stage
+            .with_label_values(&["execute"])
+            .observe(out.execute.as_secs_f64());
+
+        // publish: the output, /outputs and the logs go to the store
+        let t = Instant::now();
+        let body = Bytes::from(out.body);
+        let logs = Bytes::from(out.logs);
+        let output_cid = add_bytes(store, body.clone()).await?;
+        let outputs_cid = if std::fs::read_dir(outputs.path())
+            .map_err(Error::from)?
+            .next()
+            .is_some()
+        {
+            let dir = outputs.path().to_path_buf();
+            Some(
+                add_tree(store, "outputs", move |a| {
+                    a.local(&dir, "outputs", true, true, &mut |_, _| {})
+                })
+                .await?,
+            )
+        } else {
+            None
+        };
+        let logs_cid = if logs.is_empty() {
+            None
+        } else {
+            Some(add_bytes(store, logs.clone()).await?)
+        };
+        let rec = CacheRecord {
+            output: output_cid.clone(),
+            content_type: out.content_type.clone(),
+            outputs: outputs_cid.clone(),
+            logs: logs_cid.clone(),
+        };
+        write_atomic(&record_path, &serde_json::to_vec(&rec).map_err(io_err)?)?;
+        let publish = t.elapsed();
+        m.stage
+            .with_label_values(&["publish"])
+            .observe(publish.as_secs_f64());
+        Ok(Invocation {
+            function_cid,
+            input_cid: req.input,
+            output_cid,
+            outputs_cid,
+            logs_cid,
+            content_type: out.content_type,
+            body,
+            logs,
+            cached: false,
+            fuel_used: out.fuel_used,
+            timings: Timings {
+                fetch,
+                instantiate: out.instantiate,
+                execute: out.execute,
+                publish,
+            },
+        })
+    }
+}
+
+/// The build runs on its own thread: componentize-py's future is heavy and not `Send`.
+async fn run_build(dirs: &builder::BuildDirs, out: &Path) -> Result<()> {
+    let dirs = builder::BuildDirs {
+        support: dirs.support.clone(),
+        bundle: dirs.bundle.clone(),
+        site: dirs.site.clone(),
+    };
+    let out = out.to_path_buf();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("component-build".into())
+        .stack_size(64 << 20)
+        .spawn(move || {
+            let r = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(Error::from)
+                .and_then(|rt| rt.block_on(builder::build(&dirs, &out)));
+            let _ = tx.send(r);
+        })?;
+    rx.await.map_err(|_| io_err("the build thread died"))?
+}
+
+fn write_files(dir: &Path, bundle: &Bundle) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (path, data) in &bundle.files {
+        let dest = path.split('/').fold(dir.to_path_buf(), |p, s| p.join(s));
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&dest, data)?;
+    }
+    Ok(())
+}
+
+/// Adds a tree whose single root is `root`; returns the root's CID.
+async fn add_tree<F>(store: &Store, root: &str, feed: F) -> Result<String>
+where
+    F: FnOnce(&mut crate::store::add::Adder<'_>) -> Result<()> + Send + 'static,
+{
+    let out = store.add(AddOptions::default(), feed).await?;
+    out.roots
+        .iter()
+        .find(|r| r.path == root)
+        .map(|r| r.cid.to_string())
+        .ok_or_else(|| io_err(format!("add produced no {root:?} root")))
+}
+
+/// Adds bytes as one file (default import profile); returns its CID.
+pub async fn add_bytes(store: &Store, data: Bytes) -> Result<String> {
+    add_tree(store, "data", move |a| {
+        a.file("data", &mut &data[..], |_| {})?;
+        Ok(())
+    })
+    .await
+}
+
+/// A whole file, refusing more than `max` bytes.
+async fn cat_all(store: &Store, cid: Cid, max: u64) -> Result<Bytes> {
+    let (size, mut s) = store.cat(cid, 0, None).await?;
+    if size > max {
+        return Err(Error::InvalidInput(format!(
+            "{cid} is {size} bytes, more than {max}"
+        )));
+    }
+    let mut out = Vec::with_capacity(size as usize);
+    while let Some(b) = s.try_next().await? {
+        out.extend_from_slice(&b);
+    }
+    Ok(out.into())
+}
+
+/// Writes the tree at `cid` under `dest`.
+async fn export(store: &Store, cid: Cid, dest: &Path) -> Result<()> {
+    std::fs::create_dir_all(dest)?;
+    let mut stack = vec![(cid, dest.to_path_buf())];
+    while let Some((dir, path)) = stack.pop() {
+        for (e, kind) in store.listing(&dir).await? {
+            let p = path.join(&e.name);
+            match kind {
+                Kind::Directory => {
+                    std::fs::create_dir_all(&p)?;
+                    stack.push((e.cid, p));
+                }
+                Kind::File { .. } => {
+                    let data = cat_all(store, e.cid, u64::MAX).await?;
+                    std::fs::write(&p, &data)?;
+                }
+                Kind::Symlink { .. } => {} // bundles hold no symlinks
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! The WASM executor's *mounting mechanism*: an input CID as a random-access byte source over
+//! the backing store. A file CID reads as its bytes; a directory CID as an uncompressed POSIX
+//! tar stream whose layout (headers and where each file's bytes sit) is computed up front from
+//! the directory nodes alone, so any offset is served without reading what comes before it and
+//! nothing is materialised on disk.
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::unixfs::read::{Kind, tar_header};
+use crate::wasm::InputReader;
+use bytes::Bytes;
+use cid::Cid;
+use futures::TryStreamExt;
+use tokio::runtime::Handle;
+
+enum Seg {
+    Bytes(Bytes),
+    File(Cid),
+    Zeros,
+}
+
+/// An input CID, read through the store on demand.
+pub struct StoreInput {
+    store: Store,
+    rt: Handle,
+    /// (start offset, length, segment), sorted by offset.
+    segs: Vec<(u64, u64, Seg)>,
+    size: u64,
+}
+
+impl StoreInput {
+    /// Lays out `cid` (file or directory). Call from async code; reads happen later on the
+    /// executor's blocking thread.
+    pub async fn open(store: &Store, cid: Cid) -> Result<Self> {
+        let mut segs = Vec::new();
+        let mut at = 0u64;
+        match store.stat(&cid).await? {
+            Kind::File { size } => push(&mut segs, &mut at, size, Seg::File(cid)),
+            Kind::Symlink { target } => {
+                return Err(Error::InvalidInput(format!(
+                    "input {cid} is a symlink to {target:?}, not a file or directory"
+                )));
+            }
+            Kind::Directory => {
+                walk(store, cid, String::new(), &mut segs, &mut at).await?;
+                push(&mut segs, &mut at, 1024, Seg::Zeros);
+            }
+        }
+        Ok(Self {
+            store: store.clone(),
+            rt: Handle::current(),
+            segs,
+            size: at,
+        })
+    }
+}
+
+fn push(segs: &mut Vec<(u64, u64, Seg)>, at: &mut u64, len: u64, s: Seg) {
+    if len > 0 {
+        segs.push((*at, len, s));
+        *at += len;
+    }
+}
+
+/// Appends the tar layout of directory `dir` (entries under `prefix`) depth-first.
+fn walk<'a>(
+    store: &'a Store,
+    dir: Cid,
+    prefix: String,
+    segs: &'a mut Vec<(u64, u64, Seg)>,
+    at: &'a mut u64,
+) -> futures::future::BoxFuture<'a, Result<()>> {
+    Box::pin(async move {
+        for (e, kind) in store.listing(&dir).await? {
+            let path = format!("{prefix}{}", e.name);
+            match kind {
+                Kind::Directory => {
+                    let h = tar_header(&path, tar::EntryType::Directory, 0, None)?;
+                    push(segs, at, h.len() as u64, Seg::Bytes(h));
+                    walk(store, e.cid, format!("{path}/"), segs, at).await?;
+                }
+                Kind::File { size } => {
+                    let h = tar_header(&path, tar::EntryType::Regular, size, None)?;
+                    push(segs, at, h.len() as u64, Seg::Bytes(h));
+                    push(segs, at, size, Seg::File(e.cid));
+                    push(segs, at, (512 - size % 512) % 512, Seg::Zeros);
+                }
+                Kind::Symlink { target } => {
+                    let h = tar_header(&path, tar::EntryType::Symlink, 0, Some(&target))?;
+                    push(segs, at, h.len() as u64, Seg::Bytes(h));
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+impl InputReader for StoreInput {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&mut self, offset: u64, len: u32) -> std::result::Result<Vec<u8>, String> {
+        let end = offset.saturating_add(len as u64).min(self.size);
+        let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+        let mut pos = offset;
+        // the segment holding `pos`
+        let mut i = self.segs.partition_point(|(start, _, _)| *start <= pos);
+        i = i.saturating_sub(1);
+        while pos < end && i < self.segs.len() {
+            let (start, seg_len, seg) = &self.segs[i];
+            let from = pos - start;
+            let take = (seg_len - from).min(end - pos);
+            match seg {
+                Seg::Bytes(b) => out.extend_from_slice(&b[from as usize..(from + take) as usize]),
+                Seg::Zeros => out.resize(out.len() + take as usize, 0),
+                Seg::File(cid) => {
+                    let store = &self.store;
+                    self.rt
+                        .block_on(async {
+                            let (_, mut s) = store.cat(*cid, from, Some(take)).await?;
+                            while let Some(chunk) = s.try_next().await? {
+                                out.extend_from_slice(&chunk);
+                            }
+                            Ok::<_, Error>(())
+                        })
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            pos += take;
+            i += 1;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,145 @@
+# ipfaas guest wrapper: imported (and snapshotted) at deploy time, called once per invocation.
+# It is written into every component, so changing it changes every component CID.
+import sys
+
+sys.dont_write_bytecode = True
+
+import importlib
+import io
+import json
+import traceback
+
+import wit_world
+from componentize_py_types import Err
+from wit_world.imports import input as _input
+
+MARK = "IPFAAS-BUILD-ERROR: "
+
+
+def _build_error(msg):
+    print(MARK + msg, file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+try:
+    import function as _user
+except SyntaxError as e:
+    _build_error(
+        "function.py: syntax error in %s line %s: %s"
+        % (e.filename.rsplit("/", 1)[-1] if e.filename else "function.py", e.lineno, e.msg)
+    )
+except BaseException as e:
+    tb = traceback.format_exception(e)
+    _build_error(
+        "function.py failed to import: %s: %s\n%s"
+        % (type(e).__name__, e, "".join(tb[-6:]).replace("\n", "\n  "))
+    )
+
+_main = getattr(_user, "main", None)
+if not callable(_main):
+    _build_error("function.py defines no callable `main(input, params)`")
+
+try:
+    import inspect
+
+    _sig = inspect.signature(_main)
+    _positional = [
+        p
+        for p in _sig.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    _varargs = any(p.kind == p.VAR_POSITIONAL for p in _sig.parameters.values())
+    _two = _varargs or len(_positional) >= 2
+    if not _varargs and len(_positional) == 0:
+        _build_error("`main` must take `input` (and optionally `params`)")
+except (TypeError, ValueError):
+    _two = True
+
+# Import-time caches remember host directory listings and mtimes; drop them so the snapshot
+# depends only on the bundle's bytes, and so run-time imports rescan the mounted paths.
+sys.path_importer_cache.clear()
+importlib.invalidate_caches()
+
+
+class _Input(io.RawIOBase):
+    """The input as a seekable read-only file; bytes come from the host on demand."""
+
+    def __init__(self):
+        self._pos = 0
+        self._size = _input.size()
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def tell(self):
+        return self._pos
+
+    def seek(self, offset, whence=0):
+        if whence == 0:
+            pos = offset
+        elif whence == 1:
+            pos = self._pos + offset
+        elif whence == 2:
+            pos = self._size + offset
+        else:
+            raise ValueError("invalid whence %r" % (whence,))
+        if pos < 0:
+            raise OSError(22, "negative seek position %d" % pos)
+        self._pos = pos
+        return pos
+
+    def readinto(self, b):
+        n = min(len(b), self._size - self._pos, 1 << 24)
+        if n <= 0:
+            return 0
+        try:
+            data = _input.read(self._pos, n)
+        except Err as e:
+            raise OSError(5, "input: %s" % (e.value,)) from None
+        got = len(data)
+        b[:got] = data
+        self._pos += got
+        return got
+
+    def readall(self):
+        return self.read(max(self._size - self._pos, 0)) or b""
+
+    def fileno(self):
+        raise io.UnsupportedOperation("the input is not an OS file")
+
+
+def _encode(result):
+    if result is None:
+        return ("application/octet-stream", b"")
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        return ("application/octet-stream", bytes(result))
+    if isinstance(result, str):
+        return ("text/plain; charset=utf-8", result.encode("utf-8"))
+    return ("application/json", json.dumps(result, ensure_ascii=False).encode("utf-8"))
+
+
+class WitWorld(wit_world.WitWorld):
+    def run(self, params):
+        try:
+            inp = io.BufferedReader(_Input(), buffer_size=1 << 20)
+            if _two:
+                out = _main(inp, dict(params))
+            else:
+                out = _main(inp)
+            return _encode(out)
+        except BaseException as e:
+            tb = traceback.format_exception(e)
+            # drop the wrapper's own frame: the user wants their code's frames
+            if len(tb) > 2 and "ipfaas_guest.py" in tb[1]:
+                tb = tb[:1] + tb[2:]
+            raise Err(
+                json.dumps(
+                    {"type": type(e).__name__, "message": str(e), "traceback": "".join(tb)}
+                )
+            )
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
