@@ -6,6 +6,11 @@
 //! with ipfaas' store (one syncfs per add), and prints MB/s for both and the ratio. The disk's
 //! own rate (a copy of the input plus fsync) is measured in the same run: on a virtual disk whose
 //! throughput drifts, it tells whether a slow result is the store or the disk.
+//!
+//! `ipfaas-bench invoke [--iters N] [--seconds S] [--concurrency C] [--sha-mib N]`: see
+//! [`invoke`]; needs the release `ipfaas` binary beside this one.
+
+mod invoke;
 
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
@@ -147,6 +152,9 @@ async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("store-add") => store_add(&args).await,
-        _ => bail!("usage: ipfaas-bench store-add [--size-mib N] [--dir DIR]"),
+        Some("invoke") => invoke::run(&args).await,
+        _ => bail!(
+            "usage: ipfaas-bench store-add [--size-mib N] [--dir DIR]\n       ipfaas-bench invoke [--iters N] [--seconds S] [--concurrency C] [--sha-mib N] [--ipfaas PATH]"
+        ),
     }
 }
