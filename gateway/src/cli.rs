@@ -117,6 +117,12 @@ pub struct ServeArgs {
     /// Do not deploy the bundled example functions on start
     #[arg(long)]
     pub no_examples: bool,
+    /// Docker functions: containers running at once
+    #[arg(long, default_value_t = 4)]
+    pub max_containers: usize,
+    /// Docker functions: invocations that may wait for a container before the answer is 429
+    #[arg(long, default_value_t = 16)]
+    pub container_queue: usize,
 }
 
 #[derive(Args, Debug)]
@@ -393,6 +399,14 @@ async fn serve(repo: &Path, api_token: Option<String>, args: ServeArgs) -> Resul
     };
     let store = Store::open(cfg, &registry).await?;
     let functions = Functions::open(store.clone(), &registry, FunctionsConfig::default())?;
+    let docker_cfg = ipfaas_runtime::docker::DockerConfig {
+        containers: args.max_containers.max(1),
+        queue: args.container_queue,
+        ..Default::default()
+    };
+    if let Err(e) = functions.connect_docker(&registry, docker_cfg).await {
+        tracing::warn!("Docker functions are off: {e}");
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

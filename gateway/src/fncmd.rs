@@ -155,6 +155,10 @@ pub async fn invoke(
                     }
                     bail!("{e}");
                 }
+                Err(InvokeError::Docker(e)) => {
+                    eprint!("{}", String::from_utf8_lossy(e.logs()));
+                    bail!("{e}");
+                }
                 Err(InvokeError::Host(e)) => return Err(e.into()),
             }
         }

@@ -23,6 +23,14 @@ def main(input, params):
             h.update(chunk)
         print("hashed", input.tell(), "bytes")
         return h.hexdigest()
+    if mode == "hashes":
+        h = hashlib.sha256(b"ab")
+        c = h.copy()
+        c.update(b"c")
+        input.seek(0)
+        return [hashlib.sha256(b"abc").hexdigest(), hashlib.new("sha256", b"abc").hexdigest(),
+                c.hexdigest(), h.hexdigest(), hashlib.sha1(b"abc").hexdigest(),
+                hashlib.file_digest(input, "sha256").hexdigest(), "bücher.example".encode("idna").decode()]
     if mode == "seek":
         input.seek(-5, 2)
         tail = input.read()
@@ -209,13 +217,6 @@ async fn invoke(s: &Server, f: &str, query: &str) -> reqwest::Response {
         .unwrap()
 }
 
-fn header(r: &reqwest::Response, k: &str) -> String {
-    r.headers()
-        .get(k)
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default()
-}
-
 async fn invoke_json(s: &Server, f: &str, query: &str) -> (Value, String) {
     let r = invoke(s, f, query).await;
     let status = r.status();
@@ -295,6 +296,22 @@ async fn deploy_invoke_limits_cache_and_determinism() {
         gateway_bytes(&s, &out_cid).await,
         hex(&Sha256::digest(&data)).into_bytes(),
         "the output is stored under its CID"
+    );
+
+    // hashlib.sha256 runs on the host; other algorithms and the idna codec in the guest
+    let (v, _) = invoke_json(&s, "probe", &format!("cid={file}&mode=hashes")).await;
+    let abc = hex(&Sha256::digest(b"abc"));
+    assert_eq!(
+        v,
+        serde_json::json!([
+            abc,
+            abc,
+            abc,
+            hex(&Sha256::digest(b"ab")),
+            "a9993e364706816aba3e25717850c26c9cd0d89d",
+            hex(&Sha256::digest(&data)),
+            "xn--bcher-kva.example"
+        ])
     );
 
     let r = invoke(&s, "probe", &format!("cid={file}&mode=seek")).await;
@@ -474,14 +491,7 @@ async fn deploy_invoke_limits_cache_and_determinism() {
         422,
     )
     .await;
-    let list: Value = client()
-        .get(format!("{}/v1/functions", s.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(&format!("{}/v1/functions", s.url)).await;
     let names: Vec<&str> = list["functions"]
         .as_array()
         .unwrap()
@@ -491,14 +501,7 @@ async fn deploy_invoke_limits_cache_and_determinism() {
     assert_eq!(names, ["burn", "probe"]);
 
     // metrics for every stage
-    let m = client()
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = get_text(&format!("{}/metrics", s.url)).await;
     for needle in [
         "ipfaas_invocations_total{function=\"probe\",outcome=\"ok\"}",
         "ipfaas_invocations_total{function=\"probe\",outcome=\"timeout\"}",
@@ -536,22 +539,6 @@ async fn deploy_invoke_limits_cache_and_determinism() {
     assert_eq!(det_b, det);
     assert_eq!(det_b_cid, det_cid);
     s.stop();
-}
-
-/// Adds files (path, bytes) in one request; returns the last (root) CID.
-async fn add_cid(s: &Server, query: &str, files: &[(&str, &[u8])]) -> String {
-    let escaped: Vec<String> = files.iter().map(|(p, _)| p.replace('/', "%2F")).collect();
-    let parts: Vec<(&str, &str, &[u8])> = files
-        .iter()
-        .zip(&escaped)
-        .map(|((_, d), p)| (p.as_str(), "application/octet-stream", *d))
-        .collect();
-    let (status, text) = add(s, query, &parts).await;
-    assert_eq!(status, 200, "{text}");
-    ndjson(&text).last().unwrap()["Hash"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 fn hex(b: &[u8]) -> String {
@@ -623,15 +610,33 @@ async fn deploy_errors_name_the_culprit() {
         let msg = v["error"].as_str().unwrap();
         assert!(msg.contains(needle), "{what}: {msg:?} lacks {needle:?}");
     }
-    // nothing was registered by the failures
-    let list: Value = client()
-        .get(format!("{}/v1/functions", s.url))
+    // with a token, deploy and invoke need it
+    let tmp2 = tempfile::tempdir().unwrap();
+    let locked = Server::start(tmp2.path(), &["--api-token", "s3cret"]);
+    let r = deploy(
+        &locked,
+        "?name=x",
+        tar_of(&[("function.py", b"def main(i): pass\n")]),
+    )
+    .await;
+    assert_eq!(r.status(), 401);
+    let r = invoke(
+        &locked,
+        "x",
+        "cid=QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o",
+    )
+    .await;
+    assert_eq!(r.status(), 401);
+    let r = client()
+        .get(format!("{}/v1/functions", locked.url))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
+    assert_eq!(r.status(), 200, "listing is read-only");
+    locked.stop();
+
+    // nothing was registered by the failures
+    let list: Value = get_json(&format!("{}/v1/functions", s.url)).await;
     assert_eq!(list["functions"], serde_json::json!([]));
 }
 
@@ -642,14 +647,7 @@ async fn examples_deploy_on_first_start_and_work() {
     let s = Server::start_with_examples(tmp.path());
     let t = Instant::now();
     loop {
-        let list: Value = client()
-            .get(format!("{}/v1/functions", s.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: Value = get_json(&format!("{}/v1/functions", s.url)).await;
         if list["functions"].as_array().unwrap().len() == 4 {
             break;
         }

@@ -24,6 +24,8 @@ pub enum Error {
     InvalidInput(String),
     #[error("the repository at {path} is in use by another process (is `ipfaas serve` running?)")]
     RepoLocked { path: String },
+    #[error("{0}")]
+    Unavailable(String),
     #[error("no function named {0:?} is deployed")]
     UnknownFunction(String),
     #[error("I/O error: {0}")]
@@ -62,7 +64,7 @@ impl Error {
                 Class::NotFound
             }
             Error::RangeNotSatisfiable { .. } => Class::RangeNotSatisfiable,
-            Error::RepoLocked { .. } => Class::Unavailable,
+            Error::RepoLocked { .. } | Error::Unavailable(_) => Class::Unavailable,
             Error::Malformed { .. } | Error::Io(_) | Error::Node(_) => Class::Internal,
         }
     }

@@ -7,6 +7,7 @@
 //! - [`wasm`] — the Python-in-WebAssembly executor; [`mount`] is its mounting mechanism (an
 //!   input CID as a seekable stream), [`functions`] deploys and invokes functions.
 
+pub mod docker;
 pub mod error;
 pub mod functions;
 pub mod mount;

@@ -3,6 +3,9 @@
 //! tar stream whose layout (headers and where each file's bytes sit) is computed up front from
 //! the directory nodes alone, so any offset is served without reading what comes before it and
 //! nothing is materialised on disk.
+//!
+//! The Docker executor's mechanism is a plain export instead ([`export_tree`], [`write_file`]):
+//! the tree written to a host directory that is bind-mounted read-only.
 
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -132,4 +135,40 @@ impl InputReader for StoreInput {
         }
         Ok(out)
     }
+}
+
+/// Writes the file at `cid` to `dest`; returns its size.
+pub async fn write_file(store: &Store, cid: Cid, dest: &std::path::Path) -> Result<u64> {
+    use tokio::io::AsyncWriteExt;
+    let (_, mut s) = store.cat(cid, 0, None).await?;
+    let mut f = tokio::fs::File::create(dest).await?;
+    let mut n = 0u64;
+    while let Some(b) = s.try_next().await? {
+        n += b.len() as u64;
+        f.write_all(&b).await?;
+    }
+    f.flush().await?;
+    Ok(n)
+}
+
+/// Writes the tree at `cid` under `dest` (created); returns the bytes of file content written.
+/// Symlinks are recreated as they are (their targets resolve inside whatever mounts the tree).
+pub async fn export_tree(store: &Store, cid: Cid, dest: &std::path::Path) -> Result<u64> {
+    std::fs::create_dir_all(dest)?;
+    let mut n = 0;
+    let mut stack = vec![(cid, dest.to_path_buf())];
+    while let Some((dir, path)) = stack.pop() {
+        for (e, kind) in store.listing(&dir).await? {
+            let p = path.join(&e.name);
+            match kind {
+                Kind::Directory => {
+                    std::fs::create_dir_all(&p)?;
+                    stack.push((e.cid, p));
+                }
+                Kind::File { .. } => n += write_file(store, e.cid, &p).await?,
+                Kind::Symlink { target } => std::os::unix::fs::symlink(target, &p)?,
+            }
+        }
+    }
+    Ok(n)
 }

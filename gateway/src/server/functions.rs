@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
+use ipfaas_runtime::docker::DockerError;
 use ipfaas_runtime::error::parse_cid;
 use ipfaas_runtime::functions::{Bundle, Invocation, InvokeError, InvokeRequest, add_bytes};
 use ipfaas_runtime::wasm::RunError;
@@ -62,6 +63,19 @@ async fn deploy(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Bo
     app.authorize(req.headers())?;
     let q = Query::parse(req.uri());
     let ctype = content_type(&req);
+    if ctype.starts_with("application/json") {
+        let body = read_body(app, req.into_body()).await?;
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON manifest: {e}")))?;
+        let deployed = app
+            .functions
+            .deploy_docker(q.get("name").map(str::to_string), v)
+            .await?;
+        return Ok(json(
+            StatusCode::CREATED,
+            &serde_json::to_value(&deployed).unwrap_or_default(),
+        ));
+    }
     let bundle = if ctype.starts_with("multipart/form-data") {
         multipart_bundle(app, req, &ctype).await?
     } else {
@@ -228,7 +242,9 @@ fn success(inv: &Invocation) -> Response<Body> {
     if let Some(c) = &inv.logs_cid {
         set("x-ipfaas-logs-cid", c);
     }
-    if !inv.cached {
+    if let Some(code) = inv.exit_code {
+        set("x-ipfaas-exit-code", &code.to_string());
+    } else if !inv.cached {
         set("x-ipfaas-fuel", &inv.fuel_used.to_string());
     }
     let t = &inv.timings;
@@ -253,6 +269,26 @@ fn failure_value(e: &InvokeError) -> (StatusCode, serde_json::Value) {
         InvokeError::Host(e) => {
             let status = super::error::status_of(e);
             (status, json!({ "error": e.to_string() }))
+        }
+        InvokeError::Docker(d) => {
+            let status = match d {
+                DockerError::Exit { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                DockerError::OutOfMemory { .. } | DockerError::OutputTooLarge(_) => {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                }
+                DockerError::Timeout(..) => StatusCode::GATEWAY_TIMEOUT,
+                DockerError::Busy => StatusCode::TOO_MANY_REQUESTS,
+                DockerError::Host(e) => super::error::status_of(e),
+            };
+            let mut v = json!({ "error": d.to_string(), "logs": logs(d.logs()) });
+            if let DockerError::Exit { code, stdout, .. } = d {
+                v["exit_code"] = json!(code);
+                v["stdout"] = json!(String::from_utf8_lossy(stdout));
+            }
+            if matches!(d, DockerError::OutOfMemory { .. }) {
+                v["oom_killed"] = json!(true);
+            }
+            (status, v)
         }
         InvokeError::Run(r) => {
             let status = match r {
@@ -284,7 +320,12 @@ fn failure_value(e: &InvokeError) -> (StatusCode, serde_json::Value) {
 
 fn failure(e: &InvokeError) -> Response<Body> {
     let (status, v) = failure_value(e);
-    json(status, &v)
+    let mut r = json(status, &v);
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    r
 }
 
 /// Asynchronous invocations, kept in memory for an hour after they finish.

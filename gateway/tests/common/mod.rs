@@ -184,3 +184,51 @@ pub async fn post(s: &Server, cmd_and_query: &str) -> reqwest::Response {
 pub async fn post_json(s: &Server, cmd_and_query: &str) -> serde_json::Value {
     post(s, cmd_and_query).await.json().await.unwrap()
 }
+
+/// A response header as a string ("" when absent).
+pub fn header(r: &reqwest::Response, k: &str) -> String {
+    r.headers()
+        .get(k)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+/// Adds files (path, bytes) in one request; returns the last (root) CID.
+pub async fn add_cid(s: &Server, query: &str, files: &[(&str, &[u8])]) -> String {
+    let escaped: Vec<String> = files.iter().map(|(p, _)| p.replace('/', "%2F")).collect();
+    let parts: Vec<(&str, &str, &[u8])> = files
+        .iter()
+        .zip(&escaped)
+        .map(|((_, d), p)| (p.as_str(), "application/octet-stream", *d))
+        .collect();
+    let (status, text) = add(s, query, &parts).await;
+    assert_eq!(status, 200, "{text}");
+    ndjson(&text).last().unwrap()["Hash"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `GET url`, body as text.
+pub async fn get_text(url: &str) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// `GET url`, body as JSON.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

@@ -155,6 +155,18 @@ impl Bundle {
         }
     }
 
+    /// The manifest of a Docker function (`ipfaas.toml` with `kind = "docker"`), as JSON.
+    pub fn docker_manifest(&self) -> Result<Option<serde_json::Value>> {
+        let Some(b) = self.files.get("ipfaas.toml") else {
+            return Ok(None);
+        };
+        let text = std::str::from_utf8(b)
+            .map_err(|_| Error::InvalidInput("ipfaas.toml: not UTF-8".into()))?;
+        let v: serde_json::Value = toml::from_str(text)
+            .map_err(|e| Error::InvalidInput(format!("ipfaas.toml: {}", e.message())))?;
+        Ok((v["kind"] == "docker").then_some(v))
+    }
+
     pub fn manifest(&self) -> Result<Manifest> {
         match self.files.get("ipfaas.toml") {
             None => Ok(Manifest::default()),
@@ -227,6 +239,26 @@ impl Manifest {
             kind: raw.kind,
             limits,
         })
+    }
+}
+
+pub(crate) fn size_json(v: &serde_json::Value) -> std::result::Result<u64, String> {
+    match v {
+        serde_json::Value::Number(n) if n.as_u64().is_some_and(|n| n > 0) => {
+            Ok(n.as_u64().unwrap())
+        }
+        serde_json::Value::String(s) => parse_size(s),
+        _ => Err("a byte count or a size like \"256MiB\"".into()),
+    }
+}
+
+pub(crate) fn duration_json(v: &serde_json::Value) -> std::result::Result<u64, String> {
+    match v {
+        serde_json::Value::Number(n) if n.as_u64().is_some_and(|n| n > 0) => {
+            Ok(n.as_u64().unwrap())
+        }
+        serde_json::Value::String(s) => humantime_ms(s),
+        _ => Err("milliseconds or a duration like \"30s\"".into()),
     }
 }
 
@@ -320,6 +352,19 @@ mod tests {
             b.files.keys().collect::<Vec<_>>(),
             ["function.py", "lib/x.py"]
         );
+        // the same bundle as a zip
+        let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let o = zip::write::SimpleFileOptions::default();
+        z.start_file("function.py", o).unwrap();
+        std::io::Write::write_all(&mut z, b"def main(i): pass\n").unwrap();
+        z.add_directory("lib/", o).unwrap();
+        z.start_file("lib/x.py", o).unwrap();
+        let zb = Bundle::from_archive(&z.finish().unwrap().into_inner()).unwrap();
+        assert_eq!(zb.files, b.files);
+        let e = Bundle::from_archive(b"\x1f\x8b\x08\x00")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("compressed"), "{e}");
         assert!(check_name("wordcount").is_ok());
         assert!(check_name("../x").is_err());
         assert!(check_name("QmFoo").is_err());

@@ -10,11 +10,11 @@ pub mod bundle;
 mod metrics;
 pub mod wheels;
 
+use crate::docker::{DockerConfig, DockerDef, DockerError, DockerExec};
 use crate::error::{Error, Result, parse_cid};
-use crate::mount::StoreInput;
+use crate::mount::{StoreInput, export_tree};
 use crate::store::Store;
 use crate::store::add::AddOptions;
-use crate::unixfs::read::Kind;
 use crate::wasm::{self, Limits, RunError, RunRequest, WasmEngine, builder};
 pub use bundle::Bundle;
 use bytes::Bytes;
@@ -43,6 +43,23 @@ pub struct FunctionDef {
     pub builder: String,
 }
 
+/// Either kind of function.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Def {
+    Python(FunctionDef),
+    Docker(DockerDef),
+}
+
+impl Def {
+    pub fn kind(&self) -> &str {
+        match self {
+            Def::Python(_) => "python",
+            Def::Docker(_) => "docker",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Deployed {
     pub name: String,
@@ -52,7 +69,7 @@ pub struct Deployed {
     pub build_ms: u64,
     /// The component came from an earlier identical build.
     pub reused_build: bool,
-    pub limits: Limits,
+    pub limits: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -92,6 +109,8 @@ pub struct Invocation {
     pub logs: Bytes,
     pub cached: bool,
     pub fuel_used: u64,
+    /// Docker functions: the container's exit code.
+    pub exit_code: Option<i64>,
     pub timings: Timings,
 }
 
@@ -108,6 +127,8 @@ struct CacheRecord {
 pub enum InvokeError {
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
     #[error(transparent)]
     Host(#[from] Error),
 }
@@ -136,7 +157,8 @@ struct Inner {
     engine: WasmEngine,
     dir: PathBuf,
     names: Mutex<BTreeMap<String, String>>,
-    defs: Mutex<HashMap<String, Arc<FunctionDef>>>,
+    defs: Mutex<HashMap<String, Arc<Def>>>,
+    docker: std::sync::OnceLock<DockerExec>,
     builds: tokio::sync::Mutex<()>,
     slots: Semaphore,
     metrics: FnMetrics,
@@ -198,6 +220,7 @@ impl Functions {
                 dir,
                 names: Mutex::new(names),
                 defs: Mutex::new(HashMap::new()),
+                docker: std::sync::OnceLock::new(),
                 builds: tokio::sync::Mutex::new(()),
                 slots: Semaphore::new(cfg.instances as usize),
                 metrics: FnMetrics::new(registry).map_err(io_err)?,
@@ -210,7 +233,65 @@ impl Functions {
     }
 
     /// Deploys a bundle under `name` (or the name in its `ipfaas.toml`).
+    /// Connects the Docker executor (once); without it Docker functions answer 503.
+    pub async fn connect_docker(
+        &self,
+        registry: &prometheus::Registry,
+        cfg: DockerConfig,
+    ) -> Result<()> {
+        let d = DockerExec::connect(self.inner.store.repo(), registry, cfg).await?;
+        let _ = self.inner.docker.set(d);
+        Ok(())
+    }
+
+    fn docker(&self) -> Result<&DockerExec> {
+        self.inner.docker.get().ok_or_else(|| Error::Unavailable(
+            "Docker functions need a Docker Engine, and none was reachable when the gateway started".into(),
+        ))
+    }
+
+    /// Deploys a Docker function from its manifest (JSON, or `ipfaas.toml` read as JSON).
+    pub async fn deploy_docker(
+        &self,
+        name: Option<String>,
+        manifest: serde_json::Value,
+    ) -> Result<Deployed> {
+        let t = Instant::now();
+        let m = crate::docker::parse_manifest(manifest)?;
+        let name = name.or(m.name.clone()).ok_or_else(|| {
+            Error::InvalidInput("the function needs a name: pass ?name= or set `name`".into())
+        })?;
+        bundle::check_name(&name)?;
+        let image_id = self.docker()?.resolve_image(&m.image).await?;
+        let def = DockerDef {
+            ipfaas: 1,
+            kind: "docker".into(),
+            image: m.image,
+            image_id,
+            entrypoint: m.entrypoint,
+            cmd: m.cmd,
+            env: m.env,
+            workdir: m.workdir,
+            limits: m.limits,
+        };
+        let limits = serde_json::to_value(def.limits).map_err(io_err)?;
+        let function_cid = self.register(&name, Def::Docker(def)).await?;
+        Ok(Deployed {
+            name,
+            function_cid,
+            component_cid: String::new(),
+            bundle_cid: String::new(),
+            build_ms: t.elapsed().as_millis() as u64,
+            reused_build: false,
+            limits,
+        })
+    }
+
+    /// Deploys a bundle under `name` (or the name in its `ipfaas.toml`).
     pub async fn deploy(&self, name: Option<String>, bundle: Bundle) -> Result<Deployed> {
+        if let Some(v) = bundle.docker_manifest()? {
+            return self.deploy_docker(name, v).await;
+        }
         let t = Instant::now();
         let manifest = bundle.manifest()?;
         let name = name.or(manifest.name.clone()).ok_or_else(|| {
@@ -317,14 +398,7 @@ impl Functions {
             limits: manifest.limits,
             builder: tag,
         };
-        let json = serde_json::to_vec_pretty(&def).map_err(io_err)?;
-        let function_cid = add_bytes(store, Bytes::from(json)).await?;
-        self.inner
-            .defs
-            .lock()
-            .unwrap()
-            .insert(function_cid.clone(), Arc::new(def));
-        self.set_name(&name, &function_cid)?;
+        let function_cid = self.register(&name, Def::Python(def)).await?;
         Ok(Deployed {
             name,
             function_cid,
@@ -332,8 +406,21 @@ impl Functions {
             bundle_cid,
             build_ms: t.elapsed().as_millis() as u64,
             reused_build: reused,
-            limits: manifest.limits,
+            limits: serde_json::to_value(manifest.limits).map_err(io_err)?,
         })
+    }
+
+    /// Stores a definition (its CID is the function CID) and points `name` at it.
+    async fn register(&self, name: &str, def: Def) -> Result<String> {
+        let json = serde_json::to_vec_pretty(&def).map_err(io_err)?;
+        let function_cid = add_bytes(&self.inner.store, Bytes::from(json)).await?;
+        self.inner
+            .defs
+            .lock()
+            .unwrap()
+            .insert(function_cid.clone(), Arc::new(def));
+        self.set_name(name, &function_cid)?;
+        Ok(function_cid)
     }
 
     fn set_name(&self, name: &str, function_cid: &str) -> Result<()> {
@@ -351,12 +438,16 @@ impl Functions {
         let mut out = Vec::new();
         for (name, cid) in names {
             let def = self.definition(&cid).await?;
+            let (component_cid, bundle_cid) = match &*def {
+                Def::Python(p) => (p.component.clone(), p.bundle.clone()),
+                Def::Docker(d) => (d.image_id.clone(), String::new()),
+            };
             out.push(Listed {
                 name,
                 function_cid: cid,
-                kind: def.kind.clone(),
-                component_cid: def.component.clone(),
-                bundle_cid: def.bundle.clone(),
+                kind: def.kind().to_string(),
+                component_cid,
+                bundle_cid,
             });
         }
         Ok(out)
@@ -374,23 +465,28 @@ impl Functions {
     }
 
     /// Reads (and caches) a function definition from the store.
-    pub async fn definition(&self, function_cid: &str) -> Result<Arc<FunctionDef>> {
+    pub async fn definition(&self, function_cid: &str) -> Result<Arc<Def>> {
         if let Some(d) = self.inner.defs.lock().unwrap().get(function_cid) {
             return Ok(d.clone());
         }
         let cid = parse_cid(function_cid)?;
         let bytes = cat_all(&self.inner.store, cid, 1 << 20).await?;
-        let def: FunctionDef = serde_json::from_slice(&bytes).map_err(|e| {
+        let not_def = |e: String| {
             Error::InvalidInput(format!(
                 "{function_cid} is not an ipfaas function definition ({e})"
             ))
-        })?;
-        if def.ipfaas != 1 || def.kind != "python" {
-            return Err(Error::InvalidInput(format!(
-                "{function_cid}: unsupported function kind {:?}",
-                def.kind
-            )));
-        }
+        };
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| not_def(e.to_string()))?;
+        let def = match (v["ipfaas"].as_u64(), v["kind"].as_str()) {
+            (Some(1), Some("python")) => {
+                Def::Python(serde_json::from_value(v).map_err(|e| not_def(e.to_string()))?)
+            }
+            (Some(1), Some("docker")) => {
+                Def::Docker(serde_json::from_value(v).map_err(|e| not_def(e.to_string()))?)
+            }
+            (_, kind) => return Err(not_def(format!("unsupported kind {kind:?}"))),
+        };
         let def = Arc::new(def);
         self.inner
             .defs
@@ -412,13 +508,13 @@ impl Functions {
             // a function deployed elsewhere: materialise its directories from the store
             let tmp = tempfile::tempdir_in(self.inner.dir.join("tmp"))?;
             builder::write_support(&tmp.path().join("support"))?;
-            export(
+            export_tree(
                 &self.inner.store,
                 parse_cid(&def.bundle)?,
                 &tmp.path().join("bundle"),
             )
             .await?;
-            export(
+            export_tree(
                 &self.inner.store,
                 parse_cid(&def.site)?,
                 &tmp.path().join("site"),
@@ -458,6 +554,12 @@ impl Functions {
             Err(InvokeError::Run(RunError::Memory(..))) => "out_of_memory",
             Err(InvokeError::Run(RunError::OutputTooLarge { .. })) => "output_too_large",
             Err(InvokeError::Run(_)) => "trap",
+            Err(InvokeError::Docker(DockerError::Exit { .. })) => "exit_nonzero",
+            Err(InvokeError::Docker(DockerError::OutOfMemory { .. })) => "out_of_memory",
+            Err(InvokeError::Docker(DockerError::Timeout(..))) => "timeout",
+            Err(InvokeError::Docker(DockerError::Busy)) => "busy",
+            Err(InvokeError::Docker(DockerError::OutputTooLarge(_))) => "output_too_large",
+            Err(InvokeError::Docker(DockerError::Host(_))) => "error",
             Err(InvokeError::Host(_)) => "error",
         };
         m.invocations.with_label_values(&[&label, outcome]).inc();
@@ -468,7 +570,10 @@ impl Functions {
         let m = &self.inner.metrics;
         let store = &self.inner.store;
         let function_cid = self.resolve_name(&req.function)?;
-        let def = self.definition(&function_cid).await?;
+        let def = match &*self.definition(&function_cid).await? {
+            Def::Python(p) => p.clone(),
+            Def::Docker(d) => return self.invoke_docker(function_cid, d.clone(), req).await,
+        };
         let key_material = {
             let mut h = Sha256::new();
             h.update(b"ipfaas-invocation-v1\0");
@@ -513,6 +618,7 @@ impl Functions {
                     logs,
                     cached: true,
                     fuel_used: 0,
+                    exit_code: None,
                     timings: Timings {
                         fetch: t.elapsed(),
                         ..Default::default()
@@ -562,27 +668,8 @@ impl Functions {
         let t = Instant::now();
         let body = Bytes::from(out.body);
         let logs = Bytes::from(out.logs);
-        let output_cid = add_bytes(store, body.clone()).await?;
-        let outputs_cid = if std::fs::read_dir(outputs.path())
-            .map_err(Error::from)?
-            .next()
-            .is_some()
-        {
-            let dir = outputs.path().to_path_buf();
-            Some(
-                add_tree(store, "outputs", move |a| {
-                    a.local(&dir, "outputs", true, true, &mut |_, _| {})
-                })
-                .await?,
-            )
-        } else {
-            None
-        };
-        let logs_cid = if logs.is_empty() {
-            None
-        } else {
-            Some(add_bytes(store, logs.clone()).await?)
-        };
+        let (output_cid, outputs_cid, logs_cid) =
+            publish(store, &body, &logs, outputs.path()).await?;
         let rec = CacheRecord {
             output: output_cid.clone(),
             content_type: out.content_type.clone(),
@@ -605,6 +692,7 @@ impl Functions {
             logs,
             cached: false,
             fuel_used: out.fuel_used,
+            exit_code: None,
             timings: Timings {
                 fetch,
                 instantiate: out.instantiate,
@@ -613,6 +701,80 @@ impl Functions {
             },
         })
     }
+}
+
+impl Functions {
+    /// Docker functions are not assumed pure: every invocation runs (no result cache).
+    async fn invoke_docker(
+        &self,
+        function_cid: String,
+        def: DockerDef,
+        req: InvokeRequest,
+    ) -> Result<Invocation, InvokeError> {
+        let store = &self.inner.store;
+        let docker = self.docker()?;
+        let outputs = docker.outputs_dir()?;
+        let t = Instant::now();
+        let out = docker
+            .run(store, &def, req.input, &req.params, outputs.path())
+            .await?;
+        let total = t.elapsed();
+        let t = Instant::now();
+        let body = Bytes::from(out.stdout);
+        let logs = Bytes::from(out.stderr);
+        let (output_cid, outputs_cid, logs_cid) =
+            publish(store, &body, &logs, outputs.path()).await?;
+        Ok(Invocation {
+            function_cid,
+            input_cid: req.input,
+            output_cid,
+            outputs_cid,
+            logs_cid,
+            content_type: "application/octet-stream".into(),
+            body,
+            logs,
+            cached: false,
+            fuel_used: 0,
+            exit_code: Some(out.exit_code),
+            timings: Timings {
+                fetch: total.saturating_sub(out.start + out.run + out.teardown),
+                instantiate: out.start,
+                execute: out.run,
+                publish: out.teardown + t.elapsed(),
+            },
+        })
+    }
+}
+
+/// Stores an invocation's output, its `/outputs` directory and its logs; returns their CIDs.
+async fn publish(
+    store: &Store,
+    body: &Bytes,
+    logs: &Bytes,
+    outputs: &Path,
+) -> Result<(String, Option<String>, Option<String>)> {
+    let output_cid = add_bytes(store, body.clone()).await?;
+    let outputs_cid = add_outputs(store, outputs).await?;
+    let logs_cid = if logs.is_empty() {
+        None
+    } else {
+        Some(add_bytes(store, logs.clone()).await?)
+    };
+    Ok((output_cid, outputs_cid, logs_cid))
+}
+
+/// Adds a non-empty `/outputs` directory; `None` when the function wrote nothing.
+async fn add_outputs(store: &Store, dir: &Path) -> Result<Option<String>> {
+    if std::fs::read_dir(dir)?.next().is_none() {
+        return Ok(None);
+    }
+    let dir = dir.to_path_buf();
+    Ok(Some(
+        add_tree(store, "outputs", move |a| {
+            a.local(&dir, "outputs", true, true, &mut |_, _| {})
+        })
+        .await?,
+    ))
 }
 
 /// The build runs on its own thread: componentize-py's future is heavy and not `Send`.
@@ -685,27 +847,4 @@ async fn cat_all(store: &Store, cid: Cid, max: u64) -> Result<Bytes> {
         out.extend_from_slice(&b);
     }
     Ok(out.into())
-}
-
-/// Writes the tree at `cid` under `dest`.
-async fn export(store: &Store, cid: Cid, dest: &Path) -> Result<()> {
-    std::fs::create_dir_all(dest)?;
-    let mut stack = vec![(cid, dest.to_path_buf())];
-    while let Some((dir, path)) = stack.pop() {
-        for (e, kind) in store.listing(&dir).await? {
-            let p = path.join(&e.name);
-            match kind {
-                Kind::Directory => {
-                    std::fs::create_dir_all(&p)?;
-                    stack.push((e.cid, p));
-                }
-                Kind::File { .. } => {
-                    let data = cat_all(store, e.cid, u64::MAX).await?;
-                    std::fs::write(&p, &data)?;
-                }
-                Kind::Symlink { .. } => {} // bundles hold no symlinks
-            }
-        }
-    }
-    Ok(())
 }

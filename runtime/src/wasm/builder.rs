@@ -199,5 +199,24 @@ fn deterministic_wasi(linker: &mut Linker<componentize_py::Ctx>) -> anyhow::Resu
             ),))
         })?;
     }
+    // The host digests are for invocations; the wrapper uses CPython's own while importing.
+    {
+        let mut i = linker.instance(super::DIGEST_INTERFACE)?;
+        i.resource(
+            "sha256",
+            wasmtime::component::ResourceType::host::<()>(),
+            |_, _| Ok(()),
+        )?;
+        for f in [
+            "[constructor]sha256",
+            "[method]sha256.update",
+            "[method]sha256.digest",
+            "[method]sha256.copy",
+        ] {
+            i.func_new(f, move |_, _, _, _| {
+                Err(wasmtime::format_err!("{f} is only available inside main()"))
+            })?;
+        }
+    }
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
     Trap,
@@ -24,6 +24,7 @@ use wasmtime_wasi::{
 wasmtime::component::bindgen!({
     path: "src/wasm/function.wit",
     world: "function",
+    with: { "ipfaas:function/digest.sha256": sha2::Sha256 },
 });
 
 /// How often the epoch ticks; wall-clock timeouts are rounded up to it.
@@ -147,6 +148,35 @@ impl ipfaas::function::input::Host for Host {
     }
 }
 
+impl ipfaas::function::digest::Host for Host {}
+
+impl ipfaas::function::digest::HostSha256 for Host {
+    fn new(&mut self) -> Resource<sha2::Sha256> {
+        self.table
+            .push(sha2::Sha256::default())
+            .expect("resource table has room")
+    }
+    fn update(&mut self, h: Resource<sha2::Sha256>, data: Vec<u8>) {
+        if let Ok(s) = self.table.get_mut(&h) {
+            sha2::Digest::update(s, &data);
+        }
+    }
+    fn digest(&mut self, h: Resource<sha2::Sha256>) -> Vec<u8> {
+        match self.table.get(&h) {
+            Ok(s) => sha2::Digest::finalize(s.clone()).to_vec(),
+            Err(_) => Vec::new(),
+        }
+    }
+    fn copy(&mut self, h: Resource<sha2::Sha256>) -> Resource<sha2::Sha256> {
+        let s = self.table.get(&h).cloned().unwrap_or_default();
+        self.table.push(s).expect("resource table has room")
+    }
+    fn drop(&mut self, h: Resource<sha2::Sha256>) -> wasmtime::Result<()> {
+        self.table.delete(h)?;
+        Ok(())
+    }
+}
+
 struct Limiter {
     memory: usize,
     hit: bool,
@@ -249,6 +279,8 @@ impl WasmEngine {
         let mut linker: Linker<Host> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_err)?;
         ipfaas::function::input::add_to_linker::<Host, HasSelf<Host>>(&mut linker, |h| h)
+            .map_err(wasm_err)?;
+        ipfaas::function::digest::add_to_linker::<Host, HasSelf<Host>>(&mut linker, |h| h)
             .map_err(wasm_err)?;
         let stop = Arc::new(AtomicBool::new(false));
         {

@@ -1,0 +1,236 @@
+//! Docker functions on the real Docker Engine. No image can be pulled here, so the test builds
+//! its own: a statically linked C program (`fixtures/probe.c`) in a `FROM scratch` image.
+//! Without an engine these tests fail: they never skip.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn docker(args: &[&str]) -> String {
+    let o = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI");
+    assert!(
+        o.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Builds the probe image; returns its tag.
+fn probe_image(dir: &std::path::Path) -> String {
+    docker(&["info", "--format", "{{.ServerVersion}}"]);
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/probe.c");
+    let st = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(dir.join("probe"))
+        .arg(src)
+        .status()
+        .expect("gcc");
+    assert!(st.success(), "gcc -static failed");
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY probe /probe\nENTRYPOINT [\"/probe\"]\n",
+    )
+    .unwrap();
+    let tag = format!("ipfaas-test-probe:{}", std::process::id());
+    docker(&["build", "-q", "-t", &tag, dir.to_str().unwrap()]);
+    tag
+}
+
+async fn deploy(s: &Server, manifest: &Value) -> reqwest::Response {
+    client()
+        .post(format!("{}/v1/functions", s.url))
+        .json(manifest)
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn invoke(s: &Server, q: &str) -> reqwest::Response {
+    client()
+        .post(format!("{}/v1/functions/dprobe/invoke?{q}", s.url))
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn leftovers(image: &str) -> usize {
+    docker(&["ps", "-aq", "--filter", &format!("ancestor={image}")])
+        .lines()
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_functions_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let build = tmp.path().join("build");
+    std::fs::create_dir_all(&build).unwrap();
+    let image = probe_image(&build);
+    let repo = tmp.path().join("repo");
+    let s = Server::start(&repo, &["--max-containers", "1", "--container-queue", "1"]);
+
+    // deploy: the image is pinned by ID; a missing image is a 400 naming it
+    let manifest = json!({
+        "name": "dprobe", "kind": "docker", "image": image,
+        "limits": {"memory": "64MiB", "timeout": "3s", "pids": 32, "cpus": 0.5}
+    });
+    let r = deploy(&s, &manifest).await;
+    let d: Value = r.json().await.unwrap();
+    assert!(d["function_cid"].as_str().is_some(), "{d}");
+    let id = docker(&["image", "inspect", "--format", "{{.Id}}", &image]);
+    let def: Value = get_json(&format!("{}/v1/functions/dprobe", s.url)).await;
+    assert_eq!(def["definition"]["image_id"], id.trim());
+    assert_eq!(def["definition"]["kind"], "docker");
+    let r = deploy(
+        &s,
+        &json!({"name": "ghost", "kind": "docker", "image": "ipfaas-no-such-image:1"}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("ipfaas-no-such-image:1"),
+        "{e}"
+    );
+    let r = deploy(
+        &s,
+        &json!({"kind": "docker", "image": image, "limits": {"ram": 1}}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+
+    // a file input, read-only at /inputs/<cid>; stdout is the output
+    let data = rand_bytes(300_000, 3);
+    let file = add_cid(&s, "", &[("f.bin", &data)]).await;
+    let r = invoke(&s, &format!("cid={file}&mode=cat")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-ipfaas-exit-code"), "0");
+    let out_cid = header(&r, "x-ipfaas-output-cid");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), data);
+    let stored = client()
+        .get(format!("{}/ipfs/{out_cid}", s.url))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(stored.to_vec(), data, "the output is stored");
+
+    // a directory input, as the tree under /inputs
+    let dir = add_cid(
+        &s,
+        "wrap-with-directory=true",
+        &[("a.txt", b"aa"), ("sub/b.txt", b"bbb")],
+    )
+    .await;
+    let r = invoke(&s, &format!("cid={dir}&mode=ls")).await;
+    assert_eq!(
+        r.text().await.unwrap(),
+        "input=/inputs\na.txt 2\nsub/\nsub/b.txt 3\n"
+    );
+
+    // params as environment variables
+    let r = invoke(&s, &format!("cid={file}&mode=env&greeting=hello")).await;
+    assert_eq!(
+        r.text().await.unwrap(),
+        format!("greeting=hello cid={file}\n")
+    );
+
+    // /outputs becomes a directory in the store
+    let r = invoke(&s, &format!("cid={file}&mode=outputs")).await;
+    assert_eq!(r.status(), 200);
+    let outs = header(&r, "x-ipfaas-outputs-cid");
+    let got = get_text(&format!("{}/ipfs/{outs}/result.txt", s.url)).await;
+    assert_eq!(got, "done\n");
+
+    // isolation: no network, read-only input, read-only root
+    let r = invoke(&s, &format!("cid={file}&mode=escape")).await;
+    assert_eq!(
+        r.text().await.unwrap(),
+        "net=refused\ninputs=Read-only file system\nroot=Read-only file system\n"
+    );
+
+    // failures: non-zero exit (422 + logs), timeout (504), OOM (413)
+    let r = invoke(&s, &format!("cid={file}&mode=fail")).await;
+    assert_eq!(r.status(), 422);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["exit_code"], 3);
+    assert_eq!(e["logs"], "failing on purpose\n");
+    let t = Instant::now();
+    let r = invoke(&s, &format!("cid={file}&mode=sleep")).await;
+    assert_eq!(r.status(), 504);
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    let r = invoke(&s, &format!("cid={file}&mode=oom")).await;
+    let st = r.status();
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(st, 413, "{e}");
+    assert_eq!(e["oom_killed"], true);
+
+    // overload: one container, one waiting; the rest get 429 with Retry-After
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let url = format!("{}/v1/functions/dprobe/invoke?cid={file}&mode=sleep", s.url);
+        tasks.push(tokio::spawn(async move {
+            let r = client().post(url).send().await.unwrap();
+            (r.status().as_u16(), header(&r, "retry-after"))
+        }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap());
+    }
+    let busy = codes.iter().filter(|(c, _)| *c == 429).count();
+    assert!(busy >= 3, "{codes:?}");
+    assert!(
+        codes.iter().all(|(c, ra)| *c != 429 || ra == "1"),
+        "{codes:?}"
+    );
+    assert_eq!(leftovers(&image), 0, "every container is removed");
+
+    // a crash mid-invocation leaves a container; the next start removes it
+    let pending = tokio::spawn({
+        let url = format!("{}/v1/functions/dprobe/invoke?cid={file}&mode=sleep", s.url);
+        async move {
+            let _ = client().post(url).send().await;
+        }
+    });
+    let t = Instant::now();
+    while leftovers(&image) == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "container did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.kill9();
+    let _ = pending.await;
+    assert_eq!(leftovers(&image), 1);
+    let s = Server::start(&repo, &[]);
+    assert_eq!(leftovers(&image), 0, "leftover reaped on start");
+    // and the function survived the restart
+    let r = invoke(&s, &format!("cid={file}&mode=env&greeting=again")).await;
+    assert_eq!(r.status(), 200);
+    let m = get_text(&format!("{}/metrics", s.url)).await;
+    for needle in [
+        "ipfaas_docker_start_seconds_count",
+        "ipfaas_docker_exits_total{code=\"0\"}",
+        "ipfaas_docker_export_cache_hits_total",
+        "ipfaas_docker_active_containers 0",
+    ] {
+        assert!(m.contains(needle), "metrics lack {needle}");
+    }
+    s.stop();
+    docker(&["rmi", "-f", &image]);
+}
