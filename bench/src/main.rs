@@ -9,7 +9,10 @@
 //!
 //! `ipfaas-bench invoke [--iters N] [--seconds S] [--concurrency C] [--sha-mib N]`: see
 //! [`invoke`]; needs the release `ipfaas` binary beside this one.
+//!
+//! `ipfaas-bench docker [--iters N] [--size-kib N]`: see [`docker`].
 
+mod docker;
 mod invoke;
 
 use anyhow::{Context, Result, bail};
@@ -153,8 +156,9 @@ async fn main() -> Result<()> {
     match args.get(1).map(String::as_str) {
         Some("store-add") => store_add(&args).await,
         Some("invoke") => invoke::run(&args).await,
+        Some("docker") => docker::run(&args).await,
         _ => bail!(
-            "usage: ipfaas-bench store-add [--size-mib N] [--dir DIR]\n       ipfaas-bench invoke [--iters N] [--seconds S] [--concurrency C] [--sha-mib N] [--ipfaas PATH]"
+            "usage: ipfaas-bench store-add [--size-mib N] [--dir DIR]\n       ipfaas-bench invoke [--iters N] [--seconds S] [--concurrency C] [--sha-mib N] [--ipfaas PATH]\n       ipfaas-bench docker [--iters N] [--size-kib N] [--ipfaas PATH]"
         ),
     }
 }

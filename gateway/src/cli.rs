@@ -305,6 +305,7 @@ async fn add(b: &Backend, a: AddArgs) -> Result<()> {
         import,
         wrap: a.wrap_with_directory,
         pin: a.pin,
+        durable: true,
     };
 
     let mut named = Vec::new();
@@ -428,7 +429,7 @@ async fn serve(repo: &Path, api_token: Option<String>, args: ServeArgs) -> Resul
     }
     let app = App::new(
         store.clone(),
-        functions,
+        functions.clone(),
         registry,
         ServerConfig {
             api_token,
@@ -436,6 +437,9 @@ async fn serve(repo: &Path, api_token: Option<String>, args: ServeArgs) -> Resul
         },
     )?;
     server::run(app, listener, shutdown_signal()).await;
+    if let Err(e) = functions.flush().await {
+        tracing::error!("making the last invocation outputs durable failed: {e}");
+    }
     let _ = std::fs::remove_file(&api);
     tracing::info!("shutting down");
     store.shutdown().await;

@@ -140,7 +140,9 @@ pub async fn invoke(
                 params,
                 use_cache: cache,
             };
-            match f.invoke(req).await {
+            let r = f.invoke(req).await;
+            f.flush().await?;
+            match r {
                 Ok(inv) => (
                     inv.body,
                     inv.output_cid,

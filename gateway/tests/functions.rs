@@ -298,7 +298,7 @@ async fn deploy_invoke_limits_cache_and_determinism() {
         "the output is stored under its CID"
     );
 
-    // hashlib.sha256 runs on the host; other algorithms and the idna codec in the guest
+    // hashlib (copy, new, file_digest) and the idna codec, imported at run time
     let (v, _) = invoke_json(&s, "probe", &format!("cid={file}&mode=hashes")).await;
     let abc = hex(&Sha256::digest(b"abc"));
     assert_eq!(
@@ -319,6 +319,14 @@ async fn deploy_invoke_limits_cache_and_determinism() {
     want.push(b'|');
     want.extend_from_slice(&data[data.len() - 5..]);
     assert_eq!(r.bytes().await.unwrap().to_vec(), want);
+
+    // an input larger than the function's memory (256 MiB) streams through it
+    let big = rand_bytes(320 << 20, 11);
+    let big_cid = add_cid(&s, "", &[("big.bin", &big)]).await;
+    let r = invoke(&s, "probe", &format!("cid={big_cid}&mode=sha")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), hex(&Sha256::digest(&big)));
+    drop(big);
 
     // directory input arrives as tar
     let dir = add_cid(

@@ -79,6 +79,7 @@ pub fn options(q: &Query) -> ApiResult<AddOptions> {
         import,
         wrap: q.bool("wrap-with-directory", false)?,
         pin: q.bool("pin", true)?,
+        durable: true,
     })
 }
 

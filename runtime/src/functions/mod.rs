@@ -115,7 +115,7 @@ pub struct Invocation {
 }
 
 /// A result cache record: enough to answer a repeat invocation without running it.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct CacheRecord {
     output: String,
     content_type: String,
@@ -159,9 +159,18 @@ struct Inner {
     names: Mutex<BTreeMap<String, String>>,
     defs: Mutex<HashMap<String, Arc<Def>>>,
     docker: std::sync::OnceLock<DockerExec>,
+    pending: Mutex<Vec<Pending>>,
+    flush_now: Arc<tokio::sync::Notify>,
     builds: tokio::sync::Mutex<()>,
     slots: Semaphore,
     metrics: FnMetrics,
+}
+
+impl Drop for Inner {
+    /// Lets the group committer see that it is the last one left, and stop.
+    fn drop(&mut self) {
+        self.flush_now.notify_one();
+    }
 }
 
 fn builder_tag() -> String {
@@ -183,7 +192,9 @@ fn io_err(what: impl std::fmt::Display) -> Error {
 /// Writes `bytes` to `path` atomically (temp file, fsync, rename).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}.{seq}", std::process::id()));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
@@ -213,7 +224,7 @@ impl Functions {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(e.into()),
         };
-        Ok(Self {
+        let this = Self {
             inner: Arc::new(Inner {
                 store,
                 engine,
@@ -221,11 +232,48 @@ impl Functions {
                 names: Mutex::new(names),
                 defs: Mutex::new(HashMap::new()),
                 docker: std::sync::OnceLock::new(),
+                pending: Mutex::new(Vec::new()),
+                flush_now: Arc::new(tokio::sync::Notify::new()),
                 builds: tokio::sync::Mutex::new(()),
                 slots: Semaphore::new(cfg.instances as usize),
                 metrics: FnMetrics::new(registry).map_err(io_err)?,
             }),
-        })
+        };
+        // the group committer: wakes on new outputs, commits at most every COMMIT_INTERVAL
+        let weak = Arc::downgrade(&this.inner);
+        let wake = this.inner.flush_now.clone();
+        tokio::spawn(async move {
+            loop {
+                wake.notified().await;
+                tokio::time::sleep(COMMIT_INTERVAL).await;
+                let Some(inner) = weak.upgrade() else { return };
+                if let Err(e) = commit_pending(&inner).await {
+                    tracing::error!("group commit of invocation outputs failed: {e}");
+                }
+            }
+        });
+        Ok(this)
+    }
+
+    /// The cache record at `path`: one waiting for its group commit, or one on disk.
+    fn cached(&self, path: &Path) -> Option<CacheRecord> {
+        let pending = self.inner.pending.lock().unwrap();
+        if let Some((_, rec)) = pending
+            .iter()
+            .rev()
+            .filter_map(|p| p.record.as_ref())
+            .find(|(p, _)| p == path)
+        {
+            return Some(rec.clone());
+        }
+        drop(pending);
+        let b = std::fs::read(path).ok()?;
+        serde_json::from_slice(&b).ok()
+    }
+
+    /// Makes every published output durable now (call before shutting down).
+    pub async fn flush(&self) -> Result<()> {
+        commit_pending(&self.inner).await
     }
 
     pub fn store(&self) -> &Store {
@@ -593,8 +641,7 @@ impl Functions {
         let record_path = self.inner.dir.join("results").join(hex(&key_material));
 
         if req.use_cache
-            && let Ok(b) = std::fs::read(&record_path)
-            && let Ok(rec) = serde_json::from_slice::<CacheRecord>(&b)
+            && let Some(rec) = self.cached(&record_path)
         {
             let t = Instant::now();
             let body = cat_all(store, parse_cid(&rec.output)?, u64::MAX).await;
@@ -668,15 +715,17 @@ impl Functions {
         let t = Instant::now();
         let body = Bytes::from(out.body);
         let logs = Bytes::from(out.logs);
-        let (output_cid, outputs_cid, logs_cid) =
-            publish(store, &body, &logs, outputs.path()).await?;
-        let rec = CacheRecord {
-            output: output_cid.clone(),
+        let draft = CacheRecordDraft {
             content_type: out.content_type.clone(),
-            outputs: outputs_cid.clone(),
-            logs: logs_cid.clone(),
         };
-        write_atomic(&record_path, &serde_json::to_vec(&rec).map_err(io_err)?)?;
+        let (output_cid, outputs_cid, logs_cid) = publish(
+            &self.inner,
+            &body,
+            &logs,
+            outputs.path(),
+            Some((record_path, draft)),
+        )
+        .await?;
         let publish = t.elapsed();
         m.stage
             .with_label_values(&["publish"])
@@ -723,7 +772,7 @@ impl Functions {
         let body = Bytes::from(out.stdout);
         let logs = Bytes::from(out.stderr);
         let (output_cid, outputs_cid, logs_cid) =
-            publish(store, &body, &logs, outputs.path()).await?;
+            publish(&self.inner, &body, &logs, outputs.path(), None).await?;
         Ok(Invocation {
             function_cid,
             input_cid: req.input,
@@ -746,35 +795,91 @@ impl Functions {
     }
 }
 
-/// Stores an invocation's output, its `/outputs` directory and its logs; returns their CIDs.
+/// Stores an invocation's output, its `/outputs` directory and its logs in one add, without
+/// waiting for the disk; returns their CIDs and queues them for the next group commit.
 async fn publish(
-    store: &Store,
+    inner: &Inner,
     body: &Bytes,
     logs: &Bytes,
     outputs: &Path,
+    record: Option<(PathBuf, CacheRecordDraft)>,
 ) -> Result<(String, Option<String>, Option<String>)> {
-    let output_cid = add_bytes(store, body.clone()).await?;
-    let outputs_cid = add_outputs(store, outputs).await?;
-    let logs_cid = if logs.is_empty() {
-        None
-    } else {
-        Some(add_bytes(store, logs.clone()).await?)
+    let (body, logs, dir) = (body.clone(), logs.clone(), outputs.to_path_buf());
+    let has_outputs = std::fs::read_dir(&dir)?.next().is_some();
+    let opts = AddOptions {
+        pin: false,
+        durable: false,
+        ..AddOptions::default()
     };
-    Ok((output_cid, outputs_cid, logs_cid))
+    let out = inner
+        .store
+        .add(opts, move |a| {
+            a.file("output", &mut &body[..], |_| {})?;
+            if !logs.is_empty() {
+                a.file("logs", &mut &logs[..], |_| {})?;
+            }
+            if has_outputs {
+                a.local(&dir, "outputs", true, true, &mut |_, _| {})?;
+            }
+            Ok(())
+        })
+        .await?;
+    let root = |name: &str| out.roots.iter().find(|r| r.path == name).map(|r| r.cid);
+    let output = root("output").ok_or_else(|| io_err("no output root"))?;
+    let (outputs_cid, logs_cid) = (root("outputs"), root("logs"));
+    let cids: Vec<Cid> = [Some(output), outputs_cid, logs_cid]
+        .into_iter()
+        .flatten()
+        .collect();
+    let record = record.map(|(path, d)| {
+        let rec = CacheRecord {
+            output: output.to_string(),
+            content_type: d.content_type,
+            outputs: outputs_cid.map(|c| c.to_string()),
+            logs: logs_cid.map(|c| c.to_string()),
+        };
+        (path, rec)
+    });
+    inner.pending.lock().unwrap().push(Pending { cids, record });
+    inner.flush_now.notify_one();
+    Ok((
+        output.to_string(),
+        outputs_cid.map(|c| c.to_string()),
+        logs_cid.map(|c| c.to_string()),
+    ))
 }
 
-/// Adds a non-empty `/outputs` directory; `None` when the function wrote nothing.
-async fn add_outputs(store: &Store, dir: &Path) -> Result<Option<String>> {
-    if std::fs::read_dir(dir)?.next().is_none() {
-        return Ok(None);
+struct CacheRecordDraft {
+    content_type: String,
+}
+
+/// Published but not yet durable: its blocks, pins and cache record wait for a group commit.
+struct Pending {
+    cids: Vec<Cid>,
+    record: Option<(PathBuf, CacheRecord)>,
+}
+
+/// How long outputs may wait for the group commit that makes them durable.
+pub const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
+
+/// One group commit: a `syncfs` for every block written, then pins, then cache records (a
+/// record never points at blocks a crash could lose).
+async fn commit_pending(inner: &Inner) -> Result<()> {
+    let batch: Vec<Pending> = std::mem::take(&mut *inner.pending.lock().unwrap());
+    if batch.is_empty() {
+        return Ok(());
     }
-    let dir = dir.to_path_buf();
-    Ok(Some(
-        add_tree(store, "outputs", move |a| {
-            a.local(&dir, "outputs", true, true, &mut |_, _| {})
-        })
-        .await?,
-    ))
+    let cids: Vec<Cid> = batch.iter().flat_map(|p| p.cids.iter().copied()).collect();
+    inner.store.sync_and_pin(cids).await?;
+    for p in batch {
+        if let Some((path, rec)) = p.record {
+            let bytes = serde_json::to_vec(&rec).map_err(io_err)?;
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, &path)?;
+        }
+    }
+    Ok(())
 }
 
 /// The build runs on its own thread: componentize-py's future is heavy and not `Send`.

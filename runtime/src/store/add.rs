@@ -16,6 +16,9 @@ pub struct AddOptions {
     /// Wrap the top-level items in a directory (`--wrap-with-directory`).
     pub wrap: bool,
     pub pin: bool,
+    /// Make the blocks durable before returning (one `syncfs`). Without it the caller must call
+    /// [`crate::Store::sync_and_pin`] before relying on them surviving a crash.
+    pub durable: bool,
 }
 
 impl Default for AddOptions {
@@ -24,6 +27,7 @@ impl Default for AddOptions {
             import: ImportOptions::default(),
             wrap: false,
             pin: true,
+            durable: true,
         }
     }
 }
@@ -255,7 +259,11 @@ impl<'a> Adder<'a> {
         } else {
             top.iter().map(|(n, i)| by_path(n, i)).collect()
         };
-        self.writer.commit()?;
+        if self.opts.durable {
+            self.writer.commit()?;
+        } else {
+            self.writer.flush()?;
+        }
         self.added.extend(dir_added);
         Ok(AddOutcome {
             added: self.added,

@@ -196,6 +196,12 @@ impl BatchWriter<'_> {
         Ok(())
     }
 
+    /// Writes out every block put so far without waiting for the disk; a later
+    /// [`sync_filesystem`] makes them durable.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.finish_writes()
+    }
+
     /// Writes out every block put so far and makes them durable (data and directory entries)
     /// with one `syncfs`.
     pub fn commit(&mut self) -> io::Result<()> {

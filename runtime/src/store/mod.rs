@@ -248,6 +248,21 @@ impl Store {
         Ok(out)
     }
 
+    /// Makes every block written so far durable (one `syncfs`), then pins `cids`: the second half
+    /// of an add made with `durable: false`.
+    pub async fn sync_and_pin(&self, cids: Vec<Cid>) -> Result<()> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            blockstore::sync_filesystem(inner.blocks.root())?;
+            if !cids.is_empty() {
+                inner.pins.add(&cids)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?
+    }
+
     pub async fn unpin(&self, cid: &Cid) -> Result<bool> {
         let inner = self.inner.clone();
         let cid = *cid;

@@ -194,29 +194,11 @@ fn deterministic_wasi(linker: &mut Linker<componentize_py::Ctx>) -> anyhow::Resu
         let mut i = linker.instance(super::INPUT_INTERFACE)?;
         i.func_wrap("size", |_, (): ()| Ok((0u64,)))?;
         i.func_wrap("read", |_, (_off, _len): (u64, u32)| {
-            Ok((Err::<Vec<u8>, String>(
-                "the input is only available inside main()".into(),
-            ),))
+            Ok((Vec::<u8>::new(),))
         })?;
-    }
-    // The host digests are for invocations; the wrapper uses CPython's own while importing.
-    {
-        let mut i = linker.instance(super::DIGEST_INTERFACE)?;
-        i.resource(
-            "sha256",
-            wasmtime::component::ResourceType::host::<()>(),
-            |_, _| Ok(()),
-        )?;
-        for f in [
-            "[constructor]sha256",
-            "[method]sha256.update",
-            "[method]sha256.digest",
-            "[method]sha256.copy",
-        ] {
-            i.func_new(f, move |_, _, _, _| {
-                Err(wasmtime::format_err!("{f} is only available inside main()"))
-            })?;
-        }
+        i.func_wrap("last-error", |_, (): ()| {
+            Ok(("the input is only available inside main()".to_string(),))
+        })?;
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
     Trap,
@@ -24,7 +24,6 @@ use wasmtime_wasi::{
 wasmtime::component::bindgen!({
     path: "src/wasm/function.wit",
     world: "function",
-    with: { "ipfaas:function/digest.sha256": sha2::Sha256 },
 });
 
 /// How often the epoch ticks; wall-clock timeouts are rounded up to it.
@@ -127,6 +126,7 @@ struct Host {
     wasi: WasiCtx,
     table: ResourceTable,
     input: Box<dyn InputReader>,
+    input_error: String,
     limiter: Limiter,
 }
 
@@ -143,37 +143,17 @@ impl ipfaas::function::input::Host for Host {
     fn size(&mut self) -> u64 {
         self.input.size()
     }
-    fn read(&mut self, offset: u64, len: u32) -> std::result::Result<Vec<u8>, String> {
-        self.input.read_at(offset, len)
-    }
-}
-
-impl ipfaas::function::digest::Host for Host {}
-
-impl ipfaas::function::digest::HostSha256 for Host {
-    fn new(&mut self) -> Resource<sha2::Sha256> {
-        self.table
-            .push(sha2::Sha256::default())
-            .expect("resource table has room")
-    }
-    fn update(&mut self, h: Resource<sha2::Sha256>, data: Vec<u8>) {
-        if let Ok(s) = self.table.get_mut(&h) {
-            sha2::Digest::update(s, &data);
+    fn read(&mut self, offset: u64, len: u32) -> Vec<u8> {
+        match self.input.read_at(offset, len) {
+            Ok(v) => v,
+            Err(e) => {
+                self.input_error = e;
+                Vec::new()
+            }
         }
     }
-    fn digest(&mut self, h: Resource<sha2::Sha256>) -> Vec<u8> {
-        match self.table.get(&h) {
-            Ok(s) => sha2::Digest::finalize(s.clone()).to_vec(),
-            Err(_) => Vec::new(),
-        }
-    }
-    fn copy(&mut self, h: Resource<sha2::Sha256>) -> Resource<sha2::Sha256> {
-        let s = self.table.get(&h).cloned().unwrap_or_default();
-        self.table.push(s).expect("resource table has room")
-    }
-    fn drop(&mut self, h: Resource<sha2::Sha256>) -> wasmtime::Result<()> {
-        self.table.delete(h)?;
-        Ok(())
+    fn last_error(&mut self) -> String {
+        std::mem::take(&mut self.input_error)
     }
 }
 
@@ -279,8 +259,6 @@ impl WasmEngine {
         let mut linker: Linker<Host> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_err)?;
         ipfaas::function::input::add_to_linker::<Host, HasSelf<Host>>(&mut linker, |h| h)
-            .map_err(wasm_err)?;
-        ipfaas::function::digest::add_to_linker::<Host, HasSelf<Host>>(&mut linker, |h| h)
             .map_err(wasm_err)?;
         let stop = Arc::new(AtomicBool::new(false));
         {
@@ -411,6 +389,7 @@ impl WasmEngine {
             wasi: b.build(),
             table: ResourceTable::new(),
             input: req.input,
+            input_error: String::new(),
             limiter: Limiter {
                 memory: limits.memory.min(MAX_MEMORY) as usize,
                 hit: false,

@@ -15,61 +15,6 @@ from wit_world.imports import input as _input
 
 MARK = "IPFAAS-BUILD-ERROR: "
 
-# hashlib.sha256 runs on the host during an invocation (WebAssembly has no SHA instructions);
-# at deploy time, and for other algorithms, CPython's own implementation is used.
-import hashlib as _hashlib
-from wit_world.imports import digest as _digest
-
-_RUNNING = False
-_orig_sha256 = _hashlib.sha256
-_orig_new = _hashlib.new
-
-
-class _Sha256:
-    name = "sha256"
-    digest_size = 32
-    block_size = 64
-
-    def __init__(self, data=b"", *, usedforsecurity=True, string=None, _host=None, _orig=None):
-        if string is not None:
-            data = string
-        if _host is not None or _orig is not None:
-            self._h, self._o = _host, _orig
-        elif _RUNNING:
-            self._h, self._o = _digest.Sha256(), None
-        else:
-            self._h, self._o = None, _orig_sha256()
-        if data:
-            self.update(data)
-
-    def update(self, data):
-        if self._h is None:
-            self._o.update(data)
-        elif isinstance(data, str):
-            raise TypeError("Strings must be encoded before hashing")
-        else:
-            self._h.update(data if type(data) is bytes else bytes(memoryview(data)))
-
-    def digest(self):
-        return self._h.digest() if self._h is not None else self._o.digest()
-
-    def hexdigest(self):
-        return self.digest().hex()
-
-    def copy(self):
-        if self._h is not None:
-            return _Sha256(_host=self._h.copy())
-        return _Sha256(_orig=self._o.copy())
-
-
-def _new(name, data=b"", **kwargs):
-    if isinstance(name, str) and name.lower() in ("sha256", "sha-256"):
-        return _Sha256(data, **kwargs)
-    return _orig_new(name, data, **kwargs)
-
-
-_hashlib.sha256 = _Sha256
-_hashlib.new = _new
 
 
 def _build_error(msg):
@@ -151,11 +96,10 @@ class _Input(io.RawIOBase):
         n = min(len(b), self._size - self._pos, 1 << 24)
         if n <= 0:
             return 0
-        try:
-            data = _input.read(self._pos, n)
-        except Err as e:
-            raise OSError(5, "input: %s" % (e.value,)) from None
+        data = _input.read(self._pos, n)
         got = len(data)
+        if got == 0:
+            raise OSError(5, "input: %s" % (_input.last_error(),))
         b[:got] = data
         self._pos += got
         return got
@@ -179,8 +123,6 @@ def _encode(result):
 
 class WitWorld(wit_world.WitWorld):
     def run(self, params):
-        global _RUNNING
-        _RUNNING = True
         try:
             inp = io.BufferedReader(_Input(), buffer_size=1 << 20)
             if _two:
@@ -199,6 +141,5 @@ class WitWorld(wit_world.WitWorld):
                 )
             )
         finally:
-            _RUNNING = False
             sys.stdout.flush()
             sys.stderr.flush()

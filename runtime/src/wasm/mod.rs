@@ -25,7 +25,6 @@ pub const GUEST_PY: &str = include_str!("guest.py");
 pub const GUEST_MODULE: &str = "ipfaas_guest";
 pub const WORLD: &str = "function";
 pub const INPUT_INTERFACE: &str = "ipfaas:function/input@0.1.0";
-pub const DIGEST_INTERFACE: &str = "ipfaas:function/digest@0.1.0";
 
 /// A guest's random-access view of its input.
 pub trait InputReader: Send {
