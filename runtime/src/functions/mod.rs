@@ -181,6 +181,13 @@ fn builder_tag() -> String {
     hex(&h.finalize()[..8])
 }
 
+/// Names the local build directory of (builder, bundle, wheels): one build per triple.
+fn build_key(builder: &str, bundle: &str, site: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("{builder}\0{bundle}\0{site}"));
+    hex(&h.finalize()[..16])
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -189,15 +196,17 @@ fn io_err(what: impl std::fmt::Display) -> Error {
     Error::Io(std::io::Error::other(what.to_string()))
 }
 
-/// Writes `bytes` to `path` atomically (temp file, fsync, rename).
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to `path` atomically (unique temp file, rename); `durable` fsyncs it first.
+fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     use std::io::Write;
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_extension(format!("tmp{}.{seq}", std::process::id()));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(bytes)?;
-    f.sync_all()?;
+    if durable {
+        f.sync_all()?;
+    }
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
@@ -394,11 +403,7 @@ impl Functions {
 
         // 3. the component: built once per (bundle, site, builder)
         let tag = builder_tag();
-        let key = {
-            let mut h = Sha256::new();
-            h.update(format!("{tag}\0{bundle_cid}\0{site_cid}"));
-            hex(&h.finalize()[..16])
-        };
+        let key = build_key(&tag, &bundle_cid, &site_cid);
         let build_dir = self.inner.dir.join("builds").join(&key);
         let _guard = self.inner.builds.lock().await;
         let (component_cid, reused) = match std::fs::read_to_string(build_dir.join("component.cid"))
@@ -476,7 +481,7 @@ impl Functions {
         let mut next = names.clone();
         next.insert(name.to_string(), function_cid.to_string());
         let bytes = serde_json::to_vec_pretty(&next).map_err(io_err)?;
-        write_atomic(&self.inner.dir.join("names.json"), &bytes)?;
+        write_atomic(&self.inner.dir.join("names.json"), &bytes, true)?;
         *names = next;
         Ok(())
     }
@@ -546,11 +551,10 @@ impl Functions {
 
     /// Makes the component runnable here: build directories on disk, native code compiled.
     async fn load(&self, def: &FunctionDef) -> Result<Arc<wasm::Loaded>> {
-        let key = {
-            let mut h = Sha256::new();
-            h.update(format!("{}\0{}\0{}", def.builder, def.bundle, def.site));
-            hex(&h.finalize()[..16])
-        };
+        if let Some(l) = self.inner.engine.loaded(&def.component) {
+            return Ok(l);
+        }
+        let key = build_key(&def.builder, &def.bundle, &def.site);
         let build_dir = self.inner.dir.join("builds").join(&key);
         if !build_dir.join("component.cid").is_file() {
             // a function deployed elsewhere: materialise its directories from the store
@@ -870,13 +874,18 @@ async fn commit_pending(inner: &Inner) -> Result<()> {
         return Ok(());
     }
     let cids: Vec<Cid> = batch.iter().flat_map(|p| p.cids.iter().copied()).collect();
-    inner.store.sync_and_pin(cids).await?;
+    if let Err(e) = inner.store.sync_and_pin(cids).await {
+        // keep the batch (and its records out of the cache) for the next commit
+        let mut pending = inner.pending.lock().unwrap();
+        let newer = std::mem::replace(&mut *pending, batch);
+        pending.extend(newer);
+        return Err(e);
+    }
+    // the blocks are durable; a torn record after a crash is unreadable and ignored
     for p in batch {
         if let Some((path, rec)) = p.record {
             let bytes = serde_json::to_vec(&rec).map_err(io_err)?;
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, bytes)?;
-            std::fs::rename(&tmp, &path)?;
+            write_atomic(&path, &bytes, false)?;
         }
     }
     Ok(())

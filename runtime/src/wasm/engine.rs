@@ -326,6 +326,11 @@ impl WasmEngine {
             || self.cwasm_path(component_cid).is_file()
     }
 
+    /// The component if it is already loaded.
+    pub fn loaded(&self, component_cid: &str) -> Option<Arc<Loaded>> {
+        self.loaded.lock().unwrap().get(component_cid).cloned()
+    }
+
     /// Loads a precompiled component (see [`Self::precompile`]) with its build directories.
     pub fn load(&self, component_cid: &str, mounts: Vec<PathBuf>) -> Result<Arc<Loaded>> {
         if let Some(l) = self.loaded.lock().unwrap().get(component_cid) {
