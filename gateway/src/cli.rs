@@ -6,7 +6,8 @@ use crate::units::parse_size;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
-use ipfaas_runtime::functions::{Functions, FunctionsConfig};
+use ipfaas_runtime::functions::{Functions, FunctionsConfig, NetworkConfig};
+use ipfaas_runtime::net::Network;
 use ipfaas_runtime::store::add::AddOptions;
 use ipfaas_runtime::unixfs::{ImportOptions, Profile};
 use ipfaas_runtime::{Store, StoreConfig};
@@ -79,6 +80,18 @@ pub enum Cmd {
     },
     /// List deployed functions
     Functions,
+    /// Re-run an invocation on other nodes and check that their output CIDs agree with this one's
+    Verify {
+        function: String,
+        cid: String,
+        #[arg(short = 'p', long = "param", value_parser = crate::fncmd::parse_param)]
+        params: Vec<(String, String)>,
+        /// How many other nodes must agree
+        #[arg(long, default_value_t = 1)]
+        peers: usize,
+    },
+    /// List the connected peers of the running node
+    Peers,
     /// Show the node's identity
     Id,
     /// Manage pins
@@ -99,12 +112,21 @@ pub struct ServeArgs {
     /// HTTP listen address (API, gateway, metrics)
     #[arg(long, default_value = "127.0.0.1:5001")]
     pub listen: String,
-    /// libp2p listen multiaddrs (repeatable)
-    #[arg(long = "swarm-listen", default_value = "/ip4/0.0.0.0/tcp/4001")]
+    /// libp2p listen multiaddrs (repeatable) [default: /ip4/0.0.0.0/tcp/4001]
+    #[arg(long = "swarm-listen")]
     pub swarm_listen: Vec<String>,
-    /// Peers to dial at start (repeatable multiaddrs with /p2p/<id>)
+    /// Peers to stay connected to (repeatable multiaddrs, e.g. /ip4/10.0.0.1/tcp/4001/p2p/<id>
+    /// or /dns4/node0/tcp/4001); re-dialled when the connection drops
     #[arg(long)]
     pub bootstrap: Vec<String>,
+    /// Config file (TOML: bootstrap, swarm_listen, forward_threshold) [default: <repo>/config.toml
+    /// when it exists]
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Forward an invocation to a peer that holds its input when the input is not here and at
+    /// least this large (compute-to-data); "off" never forwards
+    #[arg(long)]
+    pub forward_threshold: Option<String>,
     /// How long a read waits for a block that is neither local nor found on peers
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub fetch_timeout: Duration,
@@ -225,6 +247,13 @@ async fn client(b: &Backend, cmd: Cmd) -> Result<()> {
             no_cache,
         } => crate::fncmd::invoke(b, &function, &cid, params, !no_cache).await,
         Cmd::Functions => crate::fncmd::list(b).await,
+        Cmd::Verify {
+            function,
+            cid,
+            params,
+            peers,
+        } => crate::fncmd::verify(b, &function, &cid, params, peers).await,
+        Cmd::Peers => crate::fncmd::peers(b).await,
         Cmd::Id => {
             println!("{}", serde_json::to_string_pretty(&b.id().await?)?);
             Ok(())
@@ -384,9 +413,63 @@ fn check_swarm_ports(addrs: &[rust_ipfs::Multiaddr]) -> Result<()> {
     Ok(())
 }
 
+/// `serve` settings that may also come from a config file.
+#[derive(serde::Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    bootstrap: Vec<String>,
+    #[serde(default)]
+    swarm_listen: Vec<String>,
+    forward_threshold: Option<String>,
+}
+
+fn read_config(repo: &Path, given: Option<&Path>) -> Result<FileConfig> {
+    let (path, must) = match given {
+        Some(p) => (p.to_path_buf(), true),
+        None => (repo.join("config.toml"), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if !must && e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(FileConfig::default());
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    toml::from_str(&text).with_context(|| format!("{} is not a valid config", path.display()))
+}
+
+/// "off" (or "none", "0") never forwards; otherwise a size such as 64MiB.
+fn forward_threshold(s: &str) -> Result<Option<u64>> {
+    match s.trim() {
+        "off" | "none" | "0" => Ok(None),
+        v => Ok(Some(
+            parse_size(v).map_err(anyhow::Error::msg).with_context(|| {
+                format!("forward threshold {v:?}: expected a size (64MiB) or \"off\"")
+            })?,
+        )),
+    }
+}
+
 async fn serve(repo: &Path, api_token: Option<String>, args: ServeArgs) -> Result<()> {
-    let listen = multiaddrs(&args.swarm_listen, "--swarm-listen")?;
-    let bootstrap = multiaddrs(&args.bootstrap, "--bootstrap")?;
+    let file = read_config(repo, args.config.as_deref())?;
+    let mut listen_list = args.swarm_listen.clone();
+    if listen_list.is_empty() {
+        listen_list = file.swarm_listen.clone();
+    }
+    if listen_list.is_empty() {
+        listen_list.push("/ip4/0.0.0.0/tcp/4001".into());
+    }
+    let mut bootstrap_list = file.bootstrap.clone();
+    bootstrap_list.extend(args.bootstrap.iter().cloned());
+    let forward = forward_threshold(
+        args.forward_threshold
+            .as_deref()
+            .or(file.forward_threshold.as_deref())
+            .unwrap_or("64MiB"),
+    )?;
+    let listen = multiaddrs(&listen_list, "--swarm-listen")?;
+    let bootstrap = multiaddrs(&bootstrap_list, "--bootstrap")?;
     if !args.offline {
         check_swarm_ports(&listen)?;
     }
@@ -394,12 +477,19 @@ async fn serve(repo: &Path, api_token: Option<String>, args: ServeArgs) -> Resul
     let cfg = StoreConfig {
         repo: repo.to_path_buf(),
         listen,
-        bootstrap,
+        bootstrap: vec![],
         fetch_timeout: args.fetch_timeout,
         offline: args.offline,
     };
     let store = Store::open(cfg, &registry).await?;
     let functions = Functions::open(store.clone(), &registry, FunctionsConfig::default())?;
+    let network = Network::start(store.clone(), bootstrap, &registry)?;
+    functions.attach_network(
+        network.clone(),
+        NetworkConfig {
+            forward_threshold: forward,
+        },
+    );
     let docker_cfg = ipfaas_runtime::docker::DockerConfig {
         containers: args.max_containers.max(1),
         queue: args.container_queue,
@@ -430,6 +520,7 @@ async fn serve(repo: &Path, api_token: Option<String>, args: ServeArgs) -> Resul
     let app = App::new(
         store.clone(),
         functions.clone(),
+        network,
         registry,
         ServerConfig {
             api_token,

@@ -1,4 +1,4 @@
-//! CLI commands for functions: `deploy`, `invoke`, `functions`. Against a running server they
+//! CLI commands for functions: `deploy`, `invoke`, `functions`, `verify`, and `peers`. Against a running server they
 //! use the HTTP API; without one they work on the repo directly.
 
 use crate::backend::{Backend, check};
@@ -162,6 +162,7 @@ pub async fn invoke(
                     bail!("{e}");
                 }
                 Err(InvokeError::Host(e)) => return Err(e.into()),
+                Err(e @ InvokeError::Remote { .. }) => bail!("{e}"),
             }
         }
         Backend::Remote(r) => {
@@ -223,5 +224,92 @@ pub async fn invoke(
     out.write_all(&body)?;
     out.flush()?;
     eprintln!("output: {output_cid}");
+    Ok(())
+}
+
+fn needs_server(what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what} needs the running node (start `ipfaas serve`, or point --api at one): \
+         a node has peers only while it serves"
+    )
+}
+
+/// Prints one line per peer and whether its output CID agrees; fails unless all agree.
+pub async fn verify(
+    b: &Backend,
+    function: &str,
+    cid: &str,
+    params: Vec<(String, String)>,
+    peers: usize,
+) -> Result<()> {
+    let Backend::Remote(r) = b else {
+        return Err(needs_server("verify"));
+    };
+    let params: BTreeMap<String, String> = params.into_iter().collect();
+    let body = serde_json::json!({
+        "function": function, "cid": cid, "params": params, "peers": peers,
+    });
+    let resp = r
+        .request(reqwest::Method::POST, "/v1/verify")
+        .json(&body)
+        .send()
+        .await?;
+    let v: Value = check(resp).await?.json().await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "here  {}",
+        v["output_cid"].as_str().unwrap_or_default()
+    )?;
+    for p in v["peers"].as_array().into_iter().flatten() {
+        let verdict = if p["agrees"].as_bool() == Some(true) {
+            "agrees"
+        } else {
+            "DISAGREES"
+        };
+        let what = p["output_cid"]
+            .as_str()
+            .or(p["error"].as_str())
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{}  {what}  {verdict}",
+            p["peer"].as_str().unwrap_or_default()
+        )?;
+    }
+    if v["agree"].as_bool() != Some(true) {
+        bail!(
+            "not verified: {} of {} peers answered, {} agree",
+            v["answered"],
+            v["requested"],
+            v["peers"]
+                .as_array()
+                .map_or(0, |a| a.iter().filter(|p| p["agrees"] == true).count())
+        );
+    }
+    Ok(())
+}
+
+pub async fn peers(b: &Backend) -> Result<()> {
+    let Backend::Remote(r) = b else {
+        return Err(needs_server("peers"));
+    };
+    let resp = r.request(reqwest::Method::GET, "/v1/peers").send().await?;
+    let v: Value = check(resp).await?.json().await?;
+    let mut out = std::io::stdout().lock();
+    for p in v["peers"].as_array().into_iter().flatten() {
+        let addrs: Vec<&str> = p["addrs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        writeln!(
+            out,
+            "{}  {}",
+            p["peer"].as_str().unwrap_or_default(),
+            addrs.join(" ")
+        )?;
+    }
     Ok(())
 }

@@ -13,11 +13,18 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    // libp2p's layers log every failed dial as an error; a peer that is down is normal in a
+    // network, and ipfaas reports its bootstrap peers' state itself.
+    let quiet = "libp2p=warn,libp2p_kad=error,rust_ipfs=warn,connexa=warn,connexa::task::swarm=off";
+    let filter = match std::env::var("IPFAAS_LOG") {
+        Ok(level) if !level.contains('=') => format!("{level},{quiet}"),
+        Ok(spec) => spec,
+        Err(_) => format!("info,{quiet}"),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("IPFAAS_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,libp2p=warn,rust_ipfs=warn,connexa=warn")
-            }),
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("info,{quiet}"))),
         )
         .with_writer(std::io::stderr)
         .init();

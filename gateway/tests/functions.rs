@@ -168,17 +168,6 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
-fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut t = tar::Builder::new(Vec::new());
-    for (p, d) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(d.len() as u64);
-        h.set_mode(0o644);
-        t.append_data(&mut h, p, *d).unwrap();
-    }
-    t.into_inner().unwrap()
-}
-
 fn probe_bundle() -> Vec<u8> {
     let wheel = tiny_wheel();
     tar_of(&[

@@ -68,6 +68,17 @@ impl Error {
             Error::Malformed { .. } | Error::Io(_) | Error::Node(_) => Class::Internal,
         }
     }
+
+    /// The HTTP status this error answers with.
+    pub fn http_status(&self) -> u16 {
+        match self.class() {
+            Class::BadRequest => 400,
+            Class::NotFound => 404,
+            Class::RangeNotSatisfiable => 416,
+            Class::Unavailable => 503,
+            Class::Internal => 500,
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

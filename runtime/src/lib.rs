@@ -6,11 +6,14 @@
 //!   tar streams): the building blocks every executor's *mounting mechanism* uses.
 //! - [`wasm`] — the Python-in-WebAssembly executor; [`mount`] is its mounting mechanism (an
 //!   input CID as a seekable stream), [`functions`] deploys and invokes functions.
+//! - [`net`] — the network of nodes: bootstrap peers, DHT lookups; invocations travel between
+//!   nodes by [`functions::remote`].
 
 pub mod docker;
 pub mod error;
 pub mod functions;
 pub mod mount;
+pub mod net;
 pub mod path;
 pub mod store;
 pub mod units;

@@ -3,7 +3,7 @@
 
 use super::{Body, full};
 use hyper::{Response, StatusCode, header};
-use ipfaas_runtime::error::{Class, Error};
+use ipfaas_runtime::error::Error;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -56,13 +56,7 @@ impl ApiError {
 
 /// The status a runtime error maps to.
 pub fn status_of(e: &Error) -> StatusCode {
-    match e.class() {
-        Class::BadRequest => StatusCode::BAD_REQUEST,
-        Class::NotFound => StatusCode::NOT_FOUND,
-        Class::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
-        Class::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        Class::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl From<Error> for ApiError {

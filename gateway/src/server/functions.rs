@@ -7,10 +7,8 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
-use ipfaas_runtime::docker::DockerError;
 use ipfaas_runtime::error::parse_cid;
 use ipfaas_runtime::functions::{Bundle, Invocation, InvokeError, InvokeRequest, add_bytes};
-use ipfaas_runtime::wasm::RunError;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -34,6 +32,8 @@ pub async fn route(
             ("invoke", invoke(app, req, &f).await)
         }
         (Method::GET, ["jobs", id]) => ("job", job(app, id)),
+        (Method::POST, ["verify"]) => ("verify", verify(app, req).await),
+        (Method::GET, ["peers"]) => ("peers", peers(app).await),
         (m, _) => (
             "v1",
             Err(ApiError::not_found(format!("no route for {m} /v1/{rest}"))),
@@ -223,6 +223,74 @@ async fn invoke(app: &Arc<App>, req: Request<Incoming>, f: &str) -> ApiResult<Re
     }
 }
 
+/// `POST /v1/verify` `{"function", "cid", "params"?, "peers"?}`: runs the invocation here and,
+/// without cache, on `peers` other nodes; reports whether the output CIDs agree.
+async fn verify(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
+    app.authorize(req.headers())?;
+    let body = read_body(app, req.into_body()).await?;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Spec {
+        function: String,
+        cid: String,
+        #[serde(default)]
+        params: BTreeMap<String, serde_json::Value>,
+        #[serde(default = "one")]
+        peers: usize,
+    }
+    fn one() -> usize {
+        1
+    }
+    let spec: Spec = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected JSON {{\"function\", \"cid\", \"params\"?, \"peers\"?}}: {e}"
+        ))
+    })?;
+    if spec.peers == 0 || spec.peers > 64 {
+        return Err(ApiError::bad_request("peers must be between 1 and 64"));
+    }
+    let params = spec
+        .params
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect();
+    let ireq = InvokeRequest {
+        function: spec.function,
+        input: parse_cid(&spec.cid)?,
+        params,
+        use_cache: true,
+    };
+    match app.functions.verify(ireq, spec.peers).await {
+        Ok(v) => Ok(json(
+            StatusCode::OK,
+            &serde_json::to_value(&v).unwrap_or_default(),
+        )),
+        Err(e) => Ok(failure(&e)),
+    }
+}
+
+/// `GET /v1/peers`: connected peers and the bootstrap list.
+async fn peers(app: &Arc<App>) -> ApiResult<Response<Body>> {
+    let peers = app.network.peers().await?;
+    let bootstrap: Vec<String> = app
+        .network
+        .bootstrap_list()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "peer": app.store.peer_id().to_string(),
+            "peers": peers,
+            "bootstrap": bootstrap,
+        }),
+    ))
+}
+
 fn success(inv: &Invocation) -> Response<Body> {
     let mut r = Response::new(full(inv.body.clone()));
     let h = r.headers_mut();
@@ -236,6 +304,9 @@ fn success(inv: &Invocation) -> Response<Body> {
     set("x-ipfaas-function-cid", &inv.function_cid);
     set("x-ipfaas-input-cid", &inv.input_cid.to_string());
     set("x-ipfaas-cache", if inv.cached { "hit" } else { "miss" });
+    if let Some(p) = &inv.ran_on {
+        set("x-ipfaas-ran-on", p);
+    }
     if let Some(c) = &inv.outputs_cid {
         set("x-ipfaas-outputs-cid", c);
     }
@@ -264,58 +335,14 @@ fn success(inv: &Invocation) -> Response<Body> {
 
 /// The JSON and status of a failed invocation.
 fn failure_value(e: &InvokeError) -> (StatusCode, serde_json::Value) {
-    let logs = |l: &[u8]| String::from_utf8_lossy(l).into_owned();
-    match e {
-        InvokeError::Host(e) => {
-            let status = super::error::status_of(e);
-            (status, json!({ "error": e.to_string() }))
-        }
-        InvokeError::Docker(d) => {
-            let status = match d {
-                DockerError::Exit { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-                DockerError::OutOfMemory { .. } | DockerError::OutputTooLarge(_) => {
-                    StatusCode::PAYLOAD_TOO_LARGE
-                }
-                DockerError::Timeout(..) => StatusCode::GATEWAY_TIMEOUT,
-                DockerError::Busy => StatusCode::TOO_MANY_REQUESTS,
-                DockerError::Host(e) => super::error::status_of(e),
-            };
-            let mut v = json!({ "error": d.to_string(), "logs": logs(d.logs()) });
-            if let DockerError::Exit { code, stdout, .. } = d {
-                v["exit_code"] = json!(code);
-                v["stdout"] = json!(String::from_utf8_lossy(stdout));
-            }
-            if matches!(d, DockerError::OutOfMemory { .. }) {
-                v["oom_killed"] = json!(true);
-            }
-            (status, v)
-        }
-        InvokeError::Run(r) => {
-            let status = match r {
-                RunError::Exception { .. } | RunError::OutOfFuel(..) | RunError::Trap(..) => {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                }
-                RunError::Timeout(..) => StatusCode::GATEWAY_TIMEOUT,
-                RunError::Memory(..) | RunError::OutputTooLarge { .. } => {
-                    StatusCode::PAYLOAD_TOO_LARGE
-                }
-                RunError::Host(e) => super::error::status_of(e),
-            };
-            let mut v = json!({ "error": r.to_string(), "logs": logs(r.logs()) });
-            if let RunError::Exception {
-                kind,
-                message,
-                traceback,
-                ..
-            } = r
-            {
-                v["type"] = json!(kind);
-                v["message"] = json!(message);
-                v["traceback"] = json!(traceback);
-            }
-            (status, v)
-        }
+    let (status, v) = e.status_and_json();
+    if status == 500 {
+        tracing::error!("invocation failed inside the host: {e}");
     }
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        v,
+    )
 }
 
 fn failure(e: &InvokeError) -> Response<Body> {
@@ -377,6 +404,7 @@ impl Jobs {
                     "input_cid": inv.input_cid.to_string(),
                     "content_type": inv.content_type,
                     "cached": inv.cached,
+                    "ran_on": inv.ran_on,
                     "logs": String::from_utf8_lossy(&inv.logs),
                     "output_url": format!("/ipfs/{}", inv.output_cid),
                 })),

@@ -108,7 +108,16 @@ pub async fn id(app: &Arc<App>) -> ApiResult<Response<Body>> {
             "PublicKey": base64::engine::general_purpose::STANDARD.encode(app.store.public_key_protobuf()),
             "Addresses": addrs,
             "AgentVersion": concat!("ipfaas/", env!("CARGO_PKG_VERSION")),
-            "Protocols": ["/ipfs/bitswap/1.2.0", "/ipfs/id/1.0.0"],
+            "Protocols": if app.store.is_offline() {
+                json!([])
+            } else {
+                json!([
+                    "/ipfs/bitswap/1.2.0",
+                    "/ipfs/id/1.0.0",
+                    "/ipfs/kad/1.0.0",
+                    ipfaas_runtime::store::INVOKE_PROTOCOL,
+                ])
+            },
         }),
     ))
 }
@@ -150,4 +159,67 @@ pub async fn pin_rm(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Respons
         return Err(ApiError::bad_request(format!("{cid} is not pinned")));
     }
     Ok(json(StatusCode::OK, &json!({ "Pins": [cid.to_string()] })))
+}
+
+/// `swarm/peers`, as Kubo answers it: one entry per connected peer.
+pub async fn swarm_peers(app: &Arc<App>) -> ApiResult<Response<Body>> {
+    let peers = app.network.peers().await?;
+    let list: Vec<serde_json::Value> = peers
+        .iter()
+        .map(|p| {
+            json!({
+                "Addr": p.addrs.first().cloned().unwrap_or_default(),
+                "Peer": p.peer,
+                "Latency": "",
+                "Muxer": "",
+                "Direction": 0,
+                "Streams": null,
+            })
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &json!({ "Peers": list })))
+}
+
+/// `swarm/connect?arg=MULTIADDR`: dials a peer (changes state, so it needs the token).
+pub async fn swarm_connect(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
+    app.authorize(req.headers())?;
+    let q = Query::parse(req.uri());
+    let addrs = q.all("arg");
+    if addrs.is_empty() {
+        return Err(ApiError::bad_request("argument \"address\" is required"));
+    }
+    if app.store.is_offline() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node runs with --offline",
+        ));
+    }
+    let mut strings = vec![];
+    for a in addrs {
+        let ma: ipfaas_runtime::net::Multiaddr = a
+            .parse()
+            .map_err(|e| ApiError::bad_request(format!("{a:?} is not a multiaddr: {e}")))?;
+        let targets = ipfaas_runtime::net::resolve(&ma)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("resolving {a}: {e}")))?;
+        let mut last = String::new();
+        let mut ok = false;
+        for t in targets {
+            match app.store.node().connect(t).await {
+                Ok(_) => {
+                    ok = true;
+                    break;
+                }
+                Err(e) => last = format!("{e:#}"),
+            }
+        }
+        if !ok {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("connect {a} failure: {last}"),
+            ));
+        }
+        strings.push(format!("connect {a} success"));
+    }
+    Ok(json(StatusCode::OK, &json!({ "Strings": strings })))
 }

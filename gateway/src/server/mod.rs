@@ -15,6 +15,7 @@ use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ipfaas_runtime::Store;
 use ipfaas_runtime::functions::Functions;
+use ipfaas_runtime::net::Network;
 use prometheus::{HistogramVec, IntCounterVec, Registry};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -52,6 +53,7 @@ pub struct ServerConfig {
 pub struct App {
     pub store: Store,
     pub functions: Functions,
+    pub network: Network,
     jobs: functions::Jobs,
     pub registry: Registry,
     pub cfg: ServerConfig,
@@ -63,6 +65,7 @@ impl App {
     pub fn new(
         store: Store,
         functions: Functions,
+        network: Network,
         registry: Registry,
         cfg: ServerConfig,
     ) -> prometheus::Result<Arc<Self>> {
@@ -90,6 +93,7 @@ impl App {
         Ok(Arc::new(Self {
             store,
             functions,
+            network,
             jobs: functions::Jobs::default(),
             registry,
             cfg,
@@ -192,6 +196,8 @@ async fn route(
             "version" => ("version", Ok(kubo::version())),
             "pin/ls" => ("pin_ls", kubo::pin_ls(app, req).await),
             "pin/rm" => ("pin_rm", kubo::pin_rm(app, req).await),
+            "swarm/peers" => ("swarm_peers", kubo::swarm_peers(app).await),
+            "swarm/connect" => ("swarm_connect", kubo::swarm_connect(app, req).await),
             _ => (
                 "api",
                 Err(ApiError::not_found(format!(

@@ -232,3 +232,15 @@ pub async fn get_json(url: &str) -> serde_json::Value {
         .await
         .unwrap()
 }
+
+/// A tar archive of (path, bytes).
+pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut t = tar::Builder::new(Vec::new());
+    for (p, d) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(d.len() as u64);
+        h.set_mode(0o644);
+        t.append_data(&mut h, p, *d).unwrap();
+    }
+    t.into_inner().unwrap()
+}

@@ -8,18 +8,20 @@
 
 pub mod bundle;
 mod metrics;
+pub mod remote;
 pub mod wheels;
 
 use crate::docker::{DockerConfig, DockerDef, DockerError, DockerExec};
 use crate::error::{Error, Result, parse_cid};
 use crate::mount::{StoreInput, export_tree};
+use crate::net::{NetMetrics, Network};
 use crate::store::Store;
 use crate::store::add::AddOptions;
 use crate::wasm::{self, Limits, RunError, RunRequest, WasmEngine, builder};
 pub use bundle::Bundle;
 use bytes::Bytes;
 use cid::Cid;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use metrics::FnMetrics;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -112,6 +114,44 @@ pub struct Invocation {
     /// Docker functions: the container's exit code.
     pub exit_code: Option<i64>,
     pub timings: Timings,
+    /// The peer that ran it, when it was forwarded (compute-to-data).
+    pub ran_on: Option<String>,
+}
+
+/// What [`Functions::verify`] found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    pub function_cid: String,
+    pub input_cid: String,
+    /// This node's output CID.
+    pub output_cid: String,
+    /// Peers asked for.
+    pub requested: usize,
+    /// Peers that answered with an output.
+    pub answered: usize,
+    /// Every answering peer gave `output_cid`, and as many answered as were asked for.
+    pub agree: bool,
+    pub peers: Vec<PeerVerdict>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerVerdict {
+    pub peer: String,
+    pub output_cid: Option<String>,
+    pub agrees: bool,
+    pub error: Option<String>,
+}
+
+/// How this node takes part in the network of nodes.
+pub struct NetworkConfig {
+    /// Forward an invocation to a peer holding the input when the input is not local and at
+    /// least this large; `None` never forwards.
+    pub forward_threshold: Option<u64>,
+}
+
+struct Attached {
+    net: Network,
+    forward_threshold: Option<u64>,
 }
 
 /// A result cache record: enough to answer a repeat invocation without running it.
@@ -131,6 +171,72 @@ pub enum InvokeError {
     Docker(#[from] DockerError),
     #[error(transparent)]
     Host(#[from] Error),
+    /// The invocation ran on a peer and failed there; `body` is the peer's JSON answer.
+    #[error("on peer {peer}: {}", body["error"].as_str().unwrap_or("failed"))]
+    Remote {
+        peer: String,
+        status: u16,
+        body: serde_json::Value,
+    },
+}
+
+impl InvokeError {
+    /// The HTTP status and JSON body a failed invocation answers with.
+    pub fn status_and_json(&self) -> (u16, serde_json::Value) {
+        use serde_json::json;
+        let logs = |l: &[u8]| String::from_utf8_lossy(l).into_owned();
+        match self {
+            InvokeError::Host(e) => (e.http_status(), json!({ "error": e.to_string() })),
+            InvokeError::Remote { peer, status, body } => {
+                let mut v = body.clone();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("ran_on".into(), json!(peer));
+                }
+                (*status, v)
+            }
+            InvokeError::Docker(d) => {
+                let status = match d {
+                    DockerError::Exit { .. } => 422,
+                    DockerError::OutOfMemory { .. } | DockerError::OutputTooLarge(_) => 413,
+                    DockerError::Timeout(..) => 504,
+                    DockerError::Busy => 429,
+                    DockerError::Host(e) => e.http_status(),
+                };
+                let mut v = json!({ "error": d.to_string(), "logs": logs(d.logs()) });
+                if let DockerError::Exit { code, stdout, .. } = d {
+                    v["exit_code"] = json!(code);
+                    v["stdout"] = json!(String::from_utf8_lossy(stdout));
+                }
+                if matches!(d, DockerError::OutOfMemory { .. }) {
+                    v["oom_killed"] = json!(true);
+                }
+                (status, v)
+            }
+            InvokeError::Run(r) => {
+                let status = match r {
+                    RunError::Exception { .. } | RunError::OutOfFuel(..) | RunError::Trap(..) => {
+                        422
+                    }
+                    RunError::Timeout(..) => 504,
+                    RunError::Memory(..) | RunError::OutputTooLarge { .. } => 413,
+                    RunError::Host(e) => e.http_status(),
+                };
+                let mut v = json!({ "error": r.to_string(), "logs": logs(r.logs()) });
+                if let RunError::Exception {
+                    kind,
+                    message,
+                    traceback,
+                    ..
+                } = r
+                {
+                    v["type"] = json!(kind);
+                    v["message"] = json!(message);
+                    v["traceback"] = json!(traceback);
+                }
+                (status, v)
+            }
+        }
+    }
 }
 
 pub struct FunctionsConfig {
@@ -159,6 +265,7 @@ struct Inner {
     names: Mutex<BTreeMap<String, String>>,
     defs: Mutex<HashMap<String, Arc<Def>>>,
     docker: std::sync::OnceLock<DockerExec>,
+    network: std::sync::OnceLock<Attached>,
     pending: Mutex<Vec<Pending>>,
     flush_now: Arc<tokio::sync::Notify>,
     builds: tokio::sync::Mutex<()>,
@@ -241,6 +348,7 @@ impl Functions {
                 names: Mutex::new(names),
                 defs: Mutex::new(HashMap::new()),
                 docker: std::sync::OnceLock::new(),
+                network: std::sync::OnceLock::new(),
                 pending: Mutex::new(Vec::new()),
                 flush_now: Arc::new(tokio::sync::Notify::new()),
                 builds: tokio::sync::Mutex::new(()),
@@ -593,10 +701,48 @@ impl Functions {
         self.inner.engine.load(&def.component, mounts)
     }
 
+    /// Joins the network: answers invocations from peers, and forwards large inputs held
+    /// elsewhere (see [`NetworkConfig`]).
+    pub fn attach_network(&self, net: Network, cfg: NetworkConfig) {
+        let fresh = self
+            .inner
+            .network
+            .set(Attached {
+                net,
+                forward_threshold: cfg.forward_threshold,
+            })
+            .is_ok();
+        if fresh && !self.inner.store.is_offline() {
+            remote::serve(self.clone());
+        }
+    }
+
+    pub fn net_metrics(&self) -> Option<&NetMetrics> {
+        self.inner.network.get().map(|a| a.net.metrics())
+    }
+
+    /// Invokes a function, here or — compute-to-data — on a peer that holds a large input.
     pub async fn invoke(&self, req: InvokeRequest) -> Result<Invocation, InvokeError> {
+        self.invoke_counted(req, true).await
+    }
+
+    /// Invokes a function on this node, never forwarding it.
+    pub async fn invoke_here(&self, req: InvokeRequest) -> Result<Invocation, InvokeError> {
+        self.invoke_counted(req, false).await
+    }
+
+    async fn invoke_counted(
+        &self,
+        req: InvokeRequest,
+        may_forward: bool,
+    ) -> Result<Invocation, InvokeError> {
         let m = &self.inner.metrics;
         let label = req.function.clone();
-        let r = self.invoke_inner(req).await;
+        let r = if may_forward {
+            self.invoke_routed(req).await
+        } else {
+            self.invoke_inner(req).await
+        };
         let outcome = match &r {
             Ok(i) if i.cached => "cached",
             Ok(_) => "ok",
@@ -613,9 +759,153 @@ impl Functions {
             Err(InvokeError::Docker(DockerError::OutputTooLarge(_))) => "output_too_large",
             Err(InvokeError::Docker(DockerError::Host(_))) => "error",
             Err(InvokeError::Host(_)) => "error",
+            Err(InvokeError::Remote { .. }) => "remote_error",
         };
         m.invocations.with_label_values(&[&label, outcome]).inc();
         r
+    }
+
+    /// Forwards to a peer holding the input when the input is large and not here; when no
+    /// such peer can do it, runs here (fetching the input).
+    async fn invoke_routed(&self, req: InvokeRequest) -> Result<Invocation, InvokeError> {
+        let Some(att) = self.inner.network.get() else {
+            return self.invoke_inner(req).await;
+        };
+        let Some(threshold) = att.forward_threshold else {
+            return self.invoke_inner(req).await;
+        };
+        let store = &self.inner.store;
+        if store.is_offline() || store.has_local_root(&req.input) {
+            return self.invoke_inner(req).await;
+        }
+        let function_cid = self.resolve_name(&req.function)?;
+        if req.use_cache
+            && self
+                .cached(&self.record_path(&function_cid, &req))
+                .is_some()
+        {
+            return self.invoke_inner(req).await;
+        }
+        let size = input_size(store, req.input).await?;
+        if size < threshold {
+            return self.invoke_inner(req).await;
+        }
+        let m = att.net.metrics();
+        let holders = att
+            .net
+            .providers(req.input, 3, Duration::from_secs(5))
+            .await;
+        for peer in holders {
+            match remote::invoke_on(self, peer, &function_cid, &req).await {
+                Ok(inv) => {
+                    m.forwarded.with_label_values(&["out", "ok"]).inc();
+                    return Ok(inv);
+                }
+                Err(remote::RemoteFailure::Function(e)) => {
+                    m.forwarded.with_label_values(&["out", "error"]).inc();
+                    return Err(e);
+                }
+                Err(remote::RemoteFailure::Transport(e)) => {
+                    m.forwarded.with_label_values(&["out", "failed_over"]).inc();
+                    tracing::warn!("forwarding to {peer} failed, trying elsewhere: {e}");
+                }
+            }
+        }
+        self.invoke_inner(req).await
+    }
+
+    /// Runs the invocation here (from the cache when allowed) and again, without cache, on up
+    /// to `peers` connected peers; compares the output CIDs.
+    pub async fn verify(
+        &self,
+        req: InvokeRequest,
+        peers: usize,
+    ) -> Result<Verification, InvokeError> {
+        let att = self.inner.network.get();
+        let function_cid = self.resolve_name(&req.function)?;
+        let params = req.params.clone();
+        let here = self.invoke_here(req).await?;
+        let req = InvokeRequest {
+            function: function_cid.clone(),
+            input: here.input_cid,
+            params,
+            use_cache: false,
+        };
+        let candidates = match att {
+            Some(a) => a.net.connected().await,
+            None => vec![],
+        };
+        let mut verdicts = vec![];
+        let mut answered = 0;
+        // Ask `peers` at a time, moving on to others when one fails, until enough answered.
+        let mut pending = futures::stream::iter(candidates)
+            .map(|p| {
+                let req = &req;
+                let function_cid = &function_cid;
+                async move { (p, remote::ask(self, p, function_cid, req).await) }
+            })
+            .buffer_unordered(peers.max(1));
+        while answered < peers {
+            let Some((p, r)) = pending.next().await else {
+                break;
+            };
+            match r {
+                Ok(w) => {
+                    answered += 1;
+                    verdicts.push(PeerVerdict {
+                        peer: p.to_string(),
+                        agrees: w.output_cid == here.output_cid,
+                        output_cid: Some(w.output_cid),
+                        error: None,
+                    });
+                }
+                Err(remote::RemoteFailure::Transport(e)) => {
+                    // a peer that is not an ipfaas node (e.g. a plain IPFS peer) is not a verdict
+                    tracing::debug!("verification on {p}: {e}");
+                }
+                Err(remote::RemoteFailure::Function(e)) => {
+                    answered += 1;
+                    verdicts.push(PeerVerdict {
+                        peer: p.to_string(),
+                        output_cid: None,
+                        agrees: false,
+                        error: Some(e.to_string()),
+                    });
+                }
+            }
+        }
+        drop(pending);
+        let agree = answered >= peers && peers > 0 && verdicts.iter().all(|v| v.agrees);
+        if let Some(a) = att {
+            let result = if agree {
+                "agree"
+            } else if answered < peers {
+                "incomplete"
+            } else {
+                "disagree"
+            };
+            a.net
+                .metrics()
+                .verifications
+                .with_label_values(&[result])
+                .inc();
+        }
+        Ok(Verification {
+            function_cid,
+            input_cid: here.input_cid.to_string(),
+            output_cid: here.output_cid,
+            requested: peers,
+            answered,
+            agree,
+            peers: verdicts,
+        })
+    }
+
+    fn record_path(&self, function_cid: &str, req: &InvokeRequest) -> PathBuf {
+        self.inner
+            .dir
+            .join("results")
+            .join(hex(&invocation_key(function_cid, req)))
     }
 
     async fn invoke_inner(&self, req: InvokeRequest) -> Result<Invocation, InvokeError> {
@@ -626,22 +916,7 @@ impl Functions {
             Def::Python(p) => p.clone(),
             Def::Docker(d) => return self.invoke_docker(function_cid, d.clone(), req).await,
         };
-        let key_material = {
-            let mut h = Sha256::new();
-            h.update(b"ipfaas-invocation-v1\0");
-            h.update(function_cid.as_bytes());
-            h.update(b"\0");
-            h.update(req.input.to_string().as_bytes());
-            for (k, v) in &req.params {
-                h.update(b"\0");
-                h.update((k.len() as u64).to_le_bytes());
-                h.update(k.as_bytes());
-                h.update((v.len() as u64).to_le_bytes());
-                h.update(v.as_bytes());
-            }
-            let d: [u8; 32] = h.finalize().into();
-            d
-        };
+        let key_material = invocation_key(&function_cid, &req);
         let record_path = self.inner.dir.join("results").join(hex(&key_material));
 
         if req.use_cache
@@ -670,6 +945,7 @@ impl Functions {
                     cached: true,
                     fuel_used: 0,
                     exit_code: None,
+                    ran_on: None,
                     timings: Timings {
                         fetch: t.elapsed(),
                         ..Default::default()
@@ -746,6 +1022,7 @@ impl Functions {
             cached: false,
             fuel_used: out.fuel_used,
             exit_code: None,
+            ran_on: None,
             timings: Timings {
                 fetch,
                 instantiate: out.instantiate,
@@ -789,6 +1066,7 @@ impl Functions {
             cached: false,
             fuel_used: 0,
             exit_code: Some(out.exit_code),
+            ran_on: None,
             timings: Timings {
                 fetch: total.saturating_sub(out.start + out.run + out.teardown),
                 instantiate: out.start,
@@ -796,6 +1074,34 @@ impl Functions {
                 publish: out.teardown + t.elapsed(),
             },
         })
+    }
+}
+
+/// Names an invocation: the result cache key and the guest's random seed.
+fn invocation_key(function_cid: &str, req: &InvokeRequest) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"ipfaas-invocation-v1\0");
+    h.update(function_cid.as_bytes());
+    h.update(b"\0");
+    h.update(req.input.to_string().as_bytes());
+    for (k, v) in &req.params {
+        h.update(b"\0");
+        h.update((k.len() as u64).to_le_bytes());
+        h.update(k.as_bytes());
+        h.update((v.len() as u64).to_le_bytes());
+        h.update(v.as_bytes());
+    }
+    h.finalize().into()
+}
+
+/// Bytes an input stands for: a file's size, or a directory's cumulative DAG size.
+async fn input_size(store: &Store, cid: Cid) -> Result<u64> {
+    match store.stat(&cid).await? {
+        crate::unixfs::read::Kind::File { size } => Ok(size),
+        crate::unixfs::read::Kind::Directory => {
+            Ok(store.entries(&cid).await?.iter().map(|e| e.tsize).sum())
+        }
+        crate::unixfs::read::Kind::Symlink { .. } => Ok(0),
     }
 }
 

@@ -66,6 +66,10 @@ impl FlatFs {
         p
     }
 
+    pub fn contains(&self, cid: &Cid) -> bool {
+        self.path(cid).is_file()
+    }
+
     pub fn get(&self, cid: &Cid) -> io::Result<Option<Vec<u8>>> {
         let mut f = match File::open(self.path(cid)) {
             Ok(f) => f,

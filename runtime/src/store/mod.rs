@@ -26,7 +26,7 @@ use futures::StreamExt;
 use metrics::StoreMetrics;
 use pins::Pins;
 use rust_ipfs::builder::DefaultIpfsBuilder;
-use rust_ipfs::{Ipfs, Keypair, Multiaddr, PeerId};
+use rust_ipfs::{DhtMode, Ipfs, Keypair, Multiaddr, PeerId, RequestResponseConfig};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -70,8 +70,16 @@ struct Inner {
     metrics: StoreMetrics,
     fetch_timeout: Duration,
     offline: bool,
+    /// Roots to announce in the DHT (see [`Store::announce`]).
+    announce: Option<tokio::sync::mpsc::Sender<Cid>>,
     _lock: File,
 }
+
+/// The libp2p request-response protocol that carries invocations between ipfaas nodes.
+pub const INVOKE_PROTOCOL: &str = "/ipfaas/invoke/1.0.0";
+
+/// Longest a forwarded invocation may take before the caller gives up on that peer.
+pub const INVOKE_PROTOCOL_TIMEOUT: Duration = Duration::from_secs(600);
 
 fn lock_repo(repo: &Path) -> Result<File> {
     let f = OpenOptions::new()
@@ -146,6 +154,16 @@ impl Store {
                 b = b.add_listening_addr(a.clone());
             }
         }
+        if !cfg.offline {
+            // Kademlia (the standard /ipfs/kad/1.0.0) so a node finds who holds a CID, and
+            // one request-response protocol for invocations between ipfaas nodes.
+            b = b.with_kademlia().with_request_response(vec![
+                RequestResponseConfig::new(INVOKE_PROTOCOL)
+                    .set_timeout(INVOKE_PROTOCOL_TIMEOUT)
+                    .set_max_request_size(256 << 10)
+                    .set_max_response_size(1 << 20),
+            ]);
+        }
         for a in &cfg.bootstrap {
             b = b.add_bootstrap(a.clone());
         }
@@ -153,6 +171,16 @@ impl Store {
             .start()
             .await
             .map_err(|e| Error::Node(format!("starting the IPFS node: {e:#}")))?;
+        let announce = if cfg.offline {
+            None
+        } else {
+            // Server mode: answer DHT queries even without a confirmed public address, which
+            // is the normal case for a private network of nodes.
+            node.dht_mode(DhtMode::Server)
+                .await
+                .map_err(|e| Error::Node(format!("DHT server mode: {e:#}")))?;
+            Some(spawn_announcer(node.clone()))
+        };
 
         let metrics = StoreMetrics::new(registry).map_err(|e| Error::Node(e.to_string()))?;
         let store = Store {
@@ -164,6 +192,7 @@ impl Store {
                 metrics,
                 fetch_timeout: cfg.fetch_timeout,
                 offline: cfg.offline,
+                announce,
                 _lock: lock,
             }),
         };
@@ -180,7 +209,44 @@ impl Store {
                 m.bytes.add(bytes as i64);
             }
         });
+        // Announce what is pinned (best effort, in the background).
+        if store.inner.announce.is_some() {
+            let s = store.clone();
+            tokio::spawn(async move {
+                if let Ok(pins) = s.pins() {
+                    s.announce(&pins);
+                }
+            });
+        }
         Ok(store)
+    }
+
+    /// The embedded IPFS node, for the network layer.
+    pub fn node(&self) -> &Ipfs {
+        &self.inner.node
+    }
+
+    pub fn is_offline(&self) -> bool {
+        self.inner.offline
+    }
+
+    /// Whether every block of the DAG at `cid`'s root is local; only the root is checked, as a
+    /// cheap hint (a partially fetched DAG says yes).
+    pub fn has_local_root(&self, cid: &Cid) -> bool {
+        self.inner.blocks.contains(cid)
+    }
+
+    /// Announces `cids` as provided by this node in the DHT, in the background. Each announcement
+    /// is a DHT query, so only roots are announced; when the queue is full the rest wait for the
+    /// next start, which announces every pin again.
+    pub fn announce(&self, cids: &[Cid]) {
+        if let Some(tx) = &self.inner.announce {
+            for c in cids {
+                if tx.try_send(*c).is_err() {
+                    tracing::debug!("DHT announce queue full; {c} is announced at the next start");
+                }
+            }
+        }
     }
 
     pub fn repo(&self) -> &Path {
@@ -227,6 +293,7 @@ impl Store {
     {
         let inner = self.inner.clone();
         let t = Instant::now();
+        let pin_durable = opts.pin && opts.durable;
         let out = tokio::task::spawn_blocking(move || -> Result<AddOutcome> {
             let pin = opts.pin;
             let mut adder = Adder::new(&inner.blocks, opts);
@@ -245,6 +312,10 @@ impl Store {
         m.added_bytes.inc_by(out.content_bytes);
         m.blocks.add(out.new_blocks as i64);
         m.bytes.add(out.new_bytes as i64);
+        if pin_durable {
+            let roots: Vec<Cid> = out.roots.iter().map(|r| r.cid).collect();
+            self.announce(&roots);
+        }
         Ok(out)
     }
 
@@ -355,6 +426,41 @@ impl Store {
             inner.node.exit_daemon().await;
         }
     }
+}
+
+/// Announces CIDs in the DHT, four at a time. libp2p's in-memory record store keeps at most
+/// 1,024 provided keys; past that an announcement fails and is logged once.
+fn spawn_announcer(node: Ipfs) -> tokio::sync::mpsc::Sender<Cid> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Cid>(4096);
+    tokio::spawn(async move {
+        let warned = std::sync::atomic::AtomicBool::new(false);
+        tokio_stream_from(rx)
+            .for_each_concurrent(4, |cid| {
+                let (node, warned) = (&node, &warned);
+                async move {
+                    // No peers yet is fine: the record is kept locally and served to peers
+                    // that ask later.
+                    if let Err(e) = node.provide(cid).await {
+                        let msg = format!("{e:#}");
+                        if msg.contains("MaxProvidedKeys") || msg.contains("max") {
+                            if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                                tracing::warn!("DHT announcements are full: {msg}");
+                            }
+                        } else {
+                            tracing::debug!("announcing {cid}: {msg}");
+                        }
+                    }
+                }
+            })
+            .await;
+    });
+    tx
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 impl BlockSource for Store {

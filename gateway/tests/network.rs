@@ -1,0 +1,438 @@
+//! A network of real nodes on loopback: three `ipfaas serve` processes joined by a bootstrap
+//! node, plus a plain rust-ipfs peer (no ipfaas code) for interop and forged answers.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const DIGEST_PY: &str = r#"
+import hashlib
+
+def main(input, params):
+    h = hashlib.sha256()
+    n = 0
+    while True:
+        b = input.read(1 << 20)
+        if not b:
+            break
+        h.update(b)
+        n += len(b)
+    return {"sha256": h.hexdigest(), "bytes": n, "tag": params.get("tag", "")}
+"#;
+
+fn hex_sha256(b: &[u8]) -> String {
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// The node's loopback swarm address with `/p2p/<id>`.
+async fn swarm_addr(s: &Server) -> String {
+    let t = Instant::now();
+    loop {
+        let id = post_json(s, "id").await;
+        if let Some(a) = id["Addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
+        {
+            return a.to_string();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no listen address: {id}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn peer_id(s: &Server) -> String {
+    post_json(s, "id").await["ID"].as_str().unwrap().to_string()
+}
+
+/// Waits until `s` is connected to `peer`.
+async fn wait_connected(s: &Server, peer: &str) {
+    let t = Instant::now();
+    loop {
+        let v = get_json(&format!("{}/v1/peers", s.url)).await;
+        if v["peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["peer"] == peer)
+        {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{} never connected to {peer}: {v}",
+            s.url
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn start_node(repo: &Path, bootstrap: Option<&str>, extra: &[&str]) -> Server {
+    let mut args = vec![];
+    if !extra.contains(&"--fetch-timeout") {
+        args.extend(["--fetch-timeout", "20s"]);
+    }
+    if let Some(b) = bootstrap {
+        args.extend(["--bootstrap", b]);
+    }
+    args.extend_from_slice(extra);
+    Server::start(repo, &args)
+}
+
+async fn invoke(s: &Server, f: &str, query: &str) -> reqwest::Response {
+    client()
+        .post(format!("{}/v1/functions/{f}/invoke?{query}", s.url))
+        .timeout(Duration::from_secs(300))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Invokes and checks success; returns (output JSON, output CID, ran-on header).
+async fn invoke_ok(s: &Server, f: &str, query: &str) -> (Value, String, String) {
+    let r = invoke(s, f, query).await;
+    let status = r.status();
+    let cid = header(&r, "x-ipfaas-output-cid");
+    let ran_on = header(&r, "x-ipfaas-ran-on");
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 200, "{query}: {text}");
+    (serde_json::from_str(&text).unwrap(), cid, ran_on)
+}
+
+/// The sum of a metric's samples (all label sets) in a node's /metrics.
+async fn metric(s: &Server, name: &str) -> f64 {
+    let text = get_text(&format!("{}/metrics", s.url)).await;
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_nodes_share_data_and_functions_forward_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ra, rb, rc) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    // B is the bootstrap node; A and C know only B.
+    let b = start_node(&rb, None, &[]);
+    let b_addr = swarm_addr(&b).await;
+    let a = start_node(&ra, Some(&b_addr), &[]);
+    // C forwards invocations on inputs of 1 MiB or more that it does not hold.
+    let c = start_node(&rc, Some(&b_addr), &["--forward-threshold", "1MiB"]);
+    let (ida, idb, idc) = (peer_id(&a).await, peer_id(&b).await, peer_id(&c).await);
+    wait_connected(&a, &idb).await;
+    wait_connected(&c, &idb).await;
+
+    // `ipfaas peers` lists the connection too
+    let out = cli_ok(&rb, &["peers"]);
+    assert!(out.contains(&ida) && out.contains(&idc), "{out}");
+    let kubo_peers = post_json(&b, "swarm/peers").await;
+    assert!(
+        kubo_peers["Peers"].as_array().unwrap().len() >= 2,
+        "{kubo_peers}"
+    );
+
+    // A deploys the function and adds the inputs
+    let bundle = tar_of(&[
+        ("function.py", DIGEST_PY.as_bytes()),
+        ("ipfaas.toml", b"name = \"digest\"\n"),
+    ]);
+    let r = client()
+        .post(format!("{}/v1/functions", a.url))
+        .header("content-type", "application/x-tar")
+        .body(bundle)
+        .timeout(Duration::from_secs(300))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let deployed: Value = r.json().await.unwrap();
+    let fcid = deployed["function_cid"].as_str().unwrap().to_string();
+    let small = rand_bytes(200 << 10, 1);
+    let big = rand_bytes(3 << 20, 2);
+    let small_cid = add_cid(&a, "", &[("small.bin", &small)]).await;
+    let big_cid = add_cid(&a, "", &[("big.bin", &big)]).await;
+    let (here, here_cid, _) = invoke_ok(&a, "digest", &format!("cid={small_cid}")).await;
+    assert_eq!(here["sha256"], hex_sha256(&small));
+
+    // add on A, invoke on C (by function CID: names are per node): C finds A in the DHT,
+    // fetches the function's artifacts and the input, and runs it itself.
+    let t = Instant::now();
+    let (on_c, c_cid, ran_on) = invoke_ok(&c, &fcid, &format!("cid={small_cid}")).await;
+    eprintln!(
+        "first invocation on C (fetch + precompile) took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(on_c["sha256"], hex_sha256(&small));
+    assert_eq!(on_c["bytes"], small.len());
+    assert_eq!(ran_on, "", "a small input runs where it is asked");
+    assert_eq!(c_cid, here_cid, "same function + input ⇒ same output CID");
+
+    // deployed on A, invoked on B: the same output CID, and B never built anything
+    let (_, b_cid, _) = invoke_ok(&b, &fcid, &format!("cid={small_cid}&cache=false")).await;
+    assert_eq!(b_cid, here_cid);
+    assert_eq!(metric(&b, "ipfaas_build_duration_seconds_count").await, 0.0);
+    assert_eq!(metric(&c, "ipfaas_build_duration_seconds_count").await, 0.0);
+    assert!(metric(&a, "ipfaas_build_duration_seconds_count").await >= 1.0);
+    assert!(metric(&c, "ipfaas_bitswap_received_bytes_total").await > 1e6);
+    assert!(metric(&a, "ipfaas_bitswap_sent_bytes_total").await > 1e6);
+
+    // compute-to-data: the 3 MiB input is held by A only, so C forwards to A
+    let fetched_before = metric(&c, "ipfaas_store_fetched_blocks_total").await;
+    let (fwd, fwd_cid, ran_on) = invoke_ok(&c, &fcid, &format!("cid={big_cid}&tag=far")).await;
+    assert_eq!(ran_on, ida, "C should have forwarded to the holder A");
+    assert_eq!(fwd["sha256"], hex_sha256(&big));
+    assert_eq!(fwd["tag"], "far");
+    // C fetched the input's root (to learn its size), the output and the logs: not the
+    // 13 blocks of the input
+    let fetched = metric(&c, "ipfaas_store_fetched_blocks_total").await - fetched_before;
+    assert!(fetched <= 4.0, "C fetched {fetched} blocks");
+    // A ran it and stored the output; C fetched the output by CID
+    let (on_a, a_cid, _) = invoke_ok(&a, &fcid, &format!("cid={big_cid}&tag=far")).await;
+    assert_eq!(on_a, fwd);
+    assert_eq!(a_cid, fwd_cid);
+    assert!(
+        metric(
+            &c,
+            "ipfaas_forwarded_invocations_total{direction=\"out\",outcome=\"ok\"}"
+        )
+        .await
+            >= 1.0
+    );
+    assert!(metric(&a, "ipfaas_forwarded_invocations_total").await >= 1.0);
+
+    // verification: C re-executes on both other nodes; all agree
+    let v = verify(&c, &fcid, &small_cid, 2).await;
+    assert_eq!(v["agree"], true, "{v}");
+    assert_eq!(v["answered"], 2, "{v}");
+    assert_eq!(v["output_cid"], here_cid.as_str(), "{v}");
+    let out = cli_ok(&rc, &["verify", &fcid, &small_cid, "--peers", "2"]);
+    assert_eq!(out.matches("agrees").count(), 2, "{out}");
+    assert!(metric(&c, "ipfaas_verifications_total{result=\"agree\"}").await >= 2.0);
+    // asking for more peers than there are is reported, not faked
+    let v = verify(&c, &fcid, &small_cid, 5).await;
+    assert_eq!(v["agree"], false, "{v}");
+    assert_eq!(v["answered"], 2, "{v}");
+
+    // A dies mid-transfer; B holds the same data, so C's read still completes
+    let huge = rand_bytes(96 << 20, 3);
+    let huge_cid = add_cid(&a, "", &[("huge.bin", &huge)]).await;
+    assert_eq!(add_cid(&b, "", &[("huge.bin", &huge)]).await, huge_cid);
+    let mut r = client()
+        .get(format!("{}/ipfs/{huge_cid}", c.url))
+        .timeout(Duration::from_secs(300))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut got = Vec::with_capacity(huge.len());
+    let mut killed = false;
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        got.extend_from_slice(&chunk);
+        if !killed && got.len() >= 4 << 20 {
+            a_kill(&a);
+            killed = true;
+        }
+    }
+    assert!(killed, "the transfer finished before A could be killed");
+    assert_eq!(got.len(), huge.len());
+    assert!(got == huge, "C's copy differs");
+    drop(a);
+
+    // the bootstrap node restarts (same repo, so same peer id, same port): C dials it again
+    let port = b_addr.split('/').nth(4).unwrap().to_string();
+    b.stop();
+    let gone = Instant::now();
+    loop {
+        let v = get_json(&format!("{}/v1/peers", c.url)).await;
+        if !v["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["peer"] == idb.as_str())
+        {
+            break;
+        }
+        assert!(
+            gone.elapsed() < Duration::from_secs(20),
+            "C still lists B: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listen = format!("/ip4/127.0.0.1/tcp/{port}");
+    let b = Server::start(&rb, &["--swarm-listen", &listen]);
+    assert_eq!(peer_id(&b).await, idb);
+    wait_connected(&c, &idb).await;
+}
+
+async fn verify(s: &Server, function: &str, cid: &str, peers: usize) -> Value {
+    let r = client()
+        .post(format!("{}/v1/verify", s.url))
+        .json(&serde_json::json!({"function": function, "cid": cid, "peers": peers}))
+        .timeout(Duration::from_secs(300))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+fn a_kill(s: &Server) {
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &s.child.id().to_string()])
+        .status();
+}
+
+async fn gateway_status(s: &Server, path: &str) -> u16 {
+    client()
+        .get(format!("{}/ipfs/{path}", s.url))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// A plain rust-ipfs node (not ipfaas): bitswap over tcp + noise + yamux, in memory.
+async fn plain_peer() -> (rust_ipfs::Ipfs, String) {
+    let node = rust_ipfs::builder::DefaultIpfsBuilder::new()
+        .with_bitswap()
+        .with_identify(Default::default())
+        .enable_tcp()
+        .add_listening_addr("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .start()
+        .await
+        .unwrap();
+    let id = node.keypair().public().to_peer_id();
+    let t = Instant::now();
+    let addr = loop {
+        if let Some(a) = node.listening_addresses().await.unwrap().into_iter().next() {
+            break a.with(rust_ipfs::Protocol::P2p(id));
+        }
+        assert!(t.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    (node, addr.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interop_with_a_plain_ipfs_peer_and_forged_blocks_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, plain_addr) = plain_peer().await;
+    let plain_id = plain.keypair().public().to_peer_id().to_string();
+    let n = start_node(
+        &dir.path().join("n"),
+        Some(&plain_addr),
+        &["--fetch-timeout", "3s"],
+    );
+    wait_connected(&n, &plain_id).await;
+
+    // the plain peer fetches what ipfaas added ...
+    let data = rand_bytes(1 << 20, 7);
+    let cid = add_cid(&n, "", &[("f.bin", &data)]).await;
+    let c: cid::Cid = cid.parse().unwrap();
+    let got = tokio::time::timeout(
+        Duration::from_secs(30),
+        plain.cat_unixfs(c).timeout(Duration::from_secs(20)),
+    )
+    .await
+    .expect("plain peer fetch timed out")
+    .unwrap();
+    assert!(got.as_ref() == data.as_slice());
+
+    // ... and ipfaas fetches what the plain peer added
+    let theirs = rand_bytes(700 << 10, 8);
+    let added = plain
+        .add_unixfs(bytes::Bytes::from(theirs.clone()))
+        .await
+        .unwrap();
+    let theirs_cid = added.root().cid().unwrap().to_string();
+    let r = client()
+        .get(format!("{}/ipfs/{theirs_cid}", n.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap().as_ref() == theirs.as_slice());
+
+    // a peer that answers with bytes that do not match the CID is ignored: not found, and
+    // nothing wrong is stored
+    let real = b"the real content of this block\n".to_vec();
+    let digest: [u8; 32] = Sha256::digest(&real).into();
+    let forged_cid = cid::Cid::new_v1(
+        0x55,
+        cid::multihash::Multihash::wrap(0x12, &digest).unwrap(),
+    );
+    plain
+        .put_block(&rust_ipfs::Block::new_unchecked(
+            forged_cid,
+            b"forged bytes".to_vec(),
+        ))
+        .await
+        .unwrap();
+    let status = gateway_status(&n, &forged_cid.to_string()).await;
+    assert_eq!(status, 404, "forged bytes must not be accepted");
+    assert!(
+        !n.repo.join("blockstore").exists()
+            || !walk_contains(&n.repo.join("blockstore"), b"forged bytes"),
+        "forged bytes were stored"
+    );
+    // once an honest node has it, the same read succeeds
+    let honest = start_node(&dir.path().join("h"), None, &[]);
+    let hc = add_cid(&honest, "cid-version=1&raw-leaves=true", &[("r", &real)]).await;
+    assert_eq!(hc, forged_cid.to_string());
+    let h_addr = swarm_addr(&honest).await;
+    let r = post(&n, &format!("swarm/connect?arg={h_addr}")).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = client()
+        .get(format!("{}/ipfs/{forged_cid}", n.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), real.as_slice());
+    plain.exit_daemon().await;
+}
+
+fn walk_contains(dir: &Path, needle: &[u8]) -> bool {
+    for e in walk(dir) {
+        if std::fs::read(&e).is_ok_and(|b| b == needle) {
+            return true;
+        }
+    }
+    false
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
