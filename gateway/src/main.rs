@@ -15,7 +15,7 @@ async fn main() -> ExitCode {
     let args = cli::Cli::parse();
     // libp2p's layers log every failed dial as an error; a peer that is down is normal in a
     // network, and ipfaas reports its bootstrap peers' state itself.
-    let quiet = "libp2p=warn,libp2p_kad=error,rust_ipfs=warn,connexa=warn,connexa::task::swarm=off";
+    let quiet = "libp2p=warn,libp2p_kad=error,rust_ipfs=warn,connexa=warn,connexa::task::swarm=off,connexa::behaviour::request_response=off";
     let filter = match std::env::var("IPFAAS_LOG") {
         Ok(level) if !level.contains('=') => format!("{level},{quiet}"),
         Ok(spec) => spec,

@@ -24,6 +24,15 @@ def main(input, params):
     return {"sha256": h.hexdigest(), "bytes": n, "tag": params.get("tag", "")}
 "#;
 
+/// Burns CPU for `n` loop turns, then reads the input: long enough to kill its host mid-run.
+const SPIN_PY: &str = r#"
+def main(input, params):
+    x = 0
+    for i in range(int(params["n"])):
+        x ^= i
+    return {"x": x, "bytes": len(input.read())}
+"#;
+
 fn hex_sha256(b: &[u8]) -> String {
     Sha256::digest(b)
         .iter()
@@ -135,8 +144,15 @@ async fn three_nodes_share_data_and_functions_forward_and_verify() {
     let b = start_node(&rb, None, &[]);
     let b_addr = swarm_addr(&b).await;
     let a = start_node(&ra, Some(&b_addr), &[]);
-    // C forwards invocations on inputs of 1 MiB or more that it does not hold.
-    let c = start_node(&rc, Some(&b_addr), &["--forward-threshold", "1MiB"]);
+    // C reads its bootstrap list and forwarding threshold from its config file: it forwards
+    // invocations on inputs of 1 MiB or more that it does not hold.
+    std::fs::create_dir_all(&rc).unwrap();
+    std::fs::write(
+        rc.join("config.toml"),
+        format!("bootstrap = [\"{b_addr}\"]\nforward_threshold = \"1MiB\"\n"),
+    )
+    .unwrap();
+    let c = start_node(&rc, None, &[]);
     let (ida, idb, idc) = (peer_id(&a).await, peer_id(&b).await, peer_id(&c).await);
     wait_connected(&a, &idb).await;
     wait_connected(&c, &idb).await;
@@ -151,21 +167,14 @@ async fn three_nodes_share_data_and_functions_forward_and_verify() {
     );
 
     // A deploys the function and adds the inputs
-    let bundle = tar_of(&[
-        ("function.py", DIGEST_PY.as_bytes()),
-        ("ipfaas.toml", b"name = \"digest\"\n"),
-    ]);
-    let r = client()
-        .post(format!("{}/v1/functions", a.url))
-        .header("content-type", "application/x-tar")
-        .body(bundle)
-        .timeout(Duration::from_secs(300))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let deployed: Value = r.json().await.unwrap();
-    let fcid = deployed["function_cid"].as_str().unwrap().to_string();
+    let fcid = deploy(
+        &a,
+        &[
+            ("function.py", DIGEST_PY.as_bytes()),
+            ("ipfaas.toml", b"name = \"digest\"\n"),
+        ],
+    )
+    .await;
     let small = rand_bytes(200 << 10, 1);
     let big = rand_bytes(3 << 20, 2);
     let small_cid = add_cid(&a, "", &[("small.bin", &small)]).await;
@@ -232,6 +241,80 @@ async fn three_nodes_share_data_and_functions_forward_and_verify() {
     assert_eq!(v["agree"], false, "{v}");
     assert_eq!(v["answered"], 2, "{v}");
 
+    // a holder dies mid-forward: C fails over to the other holder
+    let spin_cid = deploy(
+        &a,
+        &[
+            ("function.py", SPIN_PY.as_bytes()),
+            (
+                "ipfaas.toml",
+                b"name = \"spin\"\nfuel = 1000000000000\ntimeout = \"300s\"\n",
+            ),
+        ],
+    )
+    .await;
+    let dual = rand_bytes(2 << 20, 4);
+    let dual_cid = add_cid(&a, "", &[("dual.bin", &dual)]).await;
+    assert_eq!(add_cid(&b, "", &[("dual.bin", &dual)]).await, dual_cid);
+    // B needs the function's artifacts before the clock starts, so both run equally long
+    invoke_ok(&b, &spin_cid, &format!("cid={small_cid}&n=1")).await;
+    let query = format!("cid={dual_cid}&n=20000000");
+    let call = {
+        let (url, spin_cid) = (c.url.clone(), spin_cid.clone());
+        tokio::spawn(async move {
+            let r = client()
+                .post(format!("{url}/v1/functions/{spin_cid}/invoke?{query}"))
+                .timeout(Duration::from_secs(300))
+                .send()
+                .await
+                .unwrap();
+            let ran_on = header(&r, "x-ipfaas-ran-on");
+            (r.status().as_u16(), ran_on, r.text().await.unwrap())
+        })
+    };
+    let (mut a_opt, mut b_opt) = (Some(a), Some(b));
+    let victim = loop {
+        if metric(a_opt.as_ref().unwrap(), "ipfaas_active_instances").await >= 1.0 {
+            a_opt.take().unwrap().kill9();
+            break ida.clone();
+        }
+        if metric(b_opt.as_ref().unwrap(), "ipfaas_active_instances").await >= 1.0 {
+            b_opt.take().unwrap().kill9();
+            break idb.clone();
+        }
+        assert!(
+            !call.is_finished(),
+            "the invocation finished before a holder could be killed; raise n"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (status, ran_on, text) = call.await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert_ne!(ran_on, victim, "{text}");
+    assert!(ran_on == ida || ran_on == idb, "ran on {ran_on:?}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["bytes"], dual.len());
+    assert!(
+        metric(
+            &c,
+            "ipfaas_forwarded_invocations_total{direction=\"out\",outcome=\"failed_over\"}"
+        )
+        .await
+            >= 1.0
+    );
+    // the killed holder comes back on its repo (same peer id) for what follows
+    let (a, b) = match (a_opt, b_opt) {
+        (None, Some(b)) => (start_node(&ra, Some(&b_addr), &[]), b),
+        (Some(a), None) => {
+            let port = b_addr.split('/').nth(4).unwrap().to_string();
+            let listen = format!("/ip4/127.0.0.1/tcp/{port}");
+            (a, start_node(&rb, None, &["--swarm-listen", &listen]))
+        }
+        _ => unreachable!(),
+    };
+    wait_connected(&a, &idb).await;
+    wait_connected(&c, &idb).await;
+
     // A dies mid-transfer; B holds the same data, so C's read still completes
     let huge = rand_bytes(96 << 20, 3);
     let huge_cid = add_cid(&a, "", &[("huge.bin", &huge)]).await;
@@ -281,6 +364,22 @@ async fn three_nodes_share_data_and_functions_forward_and_verify() {
     let b = Server::start(&rb, &["--swarm-listen", &listen]);
     assert_eq!(peer_id(&b).await, idb);
     wait_connected(&c, &idb).await;
+}
+
+/// Deploys a bundle of (path, bytes); returns the function CID.
+async fn deploy(s: &Server, files: &[(&str, &[u8])]) -> String {
+    let r = client()
+        .post(format!("{}/v1/functions", s.url))
+        .header("content-type", "application/x-tar")
+        .body(tar_of(files))
+        .timeout(Duration::from_secs(300))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{v}");
+    v["function_cid"].as_str().unwrap().to_string()
 }
 
 async fn verify(s: &Server, function: &str, cid: &str, peers: usize) -> Value {
