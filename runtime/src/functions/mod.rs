@@ -614,6 +614,16 @@ impl Functions {
         Ok(out)
     }
 
+    /// Whether some name on this node points to `function_cid` (it was deployed here).
+    pub fn is_named_here(&self, function_cid: &str) -> bool {
+        self.inner
+            .names
+            .lock()
+            .unwrap()
+            .values()
+            .any(|c| c == function_cid)
+    }
+
     /// A name's current function CID, or the CID itself.
     pub fn resolve_name(&self, function: &str) -> Result<String> {
         if let Some(c) = self.inner.names.lock().unwrap().get(function) {

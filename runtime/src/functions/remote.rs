@@ -114,6 +114,21 @@ async fn handle(f: &Functions, peer: PeerId, bytes: &[u8]) -> WireResponse {
         (Err(e), _) | (_, Err(e)) => return refuse(400, e.to_string()),
     };
     tracing::debug!("invocation of {function} on {input} for {peer}");
+    // Python functions are sandboxed and deterministic, so any peer may have one run (that is
+    // what forwarding and verification are). A Docker function runs an image on this host,
+    // so a peer may run only one that an operator deployed here.
+    let fcid = function.to_string();
+    if let Ok(def) = f.definition(&fcid).await
+        && matches!(*def, super::Def::Docker(_))
+        && !f.is_named_here(&fcid)
+    {
+        return refuse(
+            403,
+            format!(
+                "{fcid} is a Docker function not deployed on this node; peers may run only Python functions and Docker functions deployed here"
+            ),
+        );
+    }
     let r = f
         .invoke_here(InvokeRequest {
             function: function.to_string(),
@@ -194,8 +209,9 @@ pub async fn ask(
             Ok(r)
         }
         Ok(WireResponse::Err { status, body }) => {
-            // A peer that cannot run it at all is worth routing around.
-            if matches!(status, 429 | 500 | 503) {
+            // A peer that cannot run it at all (refuses, lacks a block, is busy or broken) is
+            // worth routing around; anything else is the function's own answer.
+            if matches!(status, 403 | 404 | 429 | 500 | 503) {
                 return Err(RemoteFailure::Transport(format!(
                     "peer {peer} could not run it ({status}): {}",
                     body["error"].as_str().unwrap_or("")

@@ -442,7 +442,8 @@ fn spawn_announcer(node: Ipfs) -> tokio::sync::mpsc::Sender<Cid> {
                     // that ask later.
                     if let Err(e) = node.provide(cid).await {
                         let msg = format!("{e:#}");
-                        if msg.contains("MaxProvidedKeys") || msg.contains("max") {
+                        // libp2p-kad's `store::Error::MaxProvidedKeys`
+                        if msg.contains("cannot contain any more provider records") {
                             if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
                                 tracing::warn!("DHT announcements are full: {msg}");
                             }
