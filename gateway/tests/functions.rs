@@ -82,8 +82,7 @@ def main(input, params):
     return None
 "#;
 
-const PROBE_TOML: &str =
-    "name = \"probe\"\nmemory = \"256MiB\"\ntimeout = \"8s\"\nfuel = 1000000000000\nmax_output = \"1MiB\"\n";
+const PROBE_TOML: &str = "name = \"probe\"\nmemory = \"256MiB\"\ntimeout = \"8s\"\nfuel = 1000000000000\nmax_output = \"1MiB\"\n";
 
 /// A one-argument `main` with a small fuel budget.
 const BURN: &str = r#"

@@ -482,22 +482,38 @@ impl BlockSource for Store {
             });
         }
         // rust-ipfs asks peers over bitswap, checks the bytes against the CID and stores them.
-        // Our own timer decides "not found"; any other failure keeps its cause.
-        let fetch = self
-            .inner
-            .node
-            .get_block(*cid)
-            .timeout(waited + Duration::from_secs(1));
-        match tokio::time::timeout(waited, fetch).await {
-            Ok(Ok(block)) => {
-                let m = &self.inner.metrics;
-                m.fetched_blocks.inc();
-                m.blocks.inc();
-                m.bytes.add(block.data().len() as i64);
-                Ok(Bytes::copy_from_slice(block.data()))
+        // A fetch that fails early (say the peer serving it disconnected) is asked again while
+        // the wait lasts: another peer may hold the block. Our timer decides "not found".
+        let deadline = Instant::now() + waited;
+        let mut last_error = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
             }
-            Ok(Err(e)) => Err(Error::Node(format!("fetching {cid}: {e:#}"))),
-            Err(_) => Err(Error::NotFound {
+            let fetch = self.inner.node.get_block(*cid).timeout(left);
+            match tokio::time::timeout(left, fetch).await {
+                Ok(Ok(block)) => {
+                    let m = &self.inner.metrics;
+                    m.fetched_blocks.inc();
+                    m.blocks.inc();
+                    m.bytes.add(block.data().len() as i64);
+                    return Ok(Bytes::copy_from_slice(block.data()));
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!("fetching {cid}: {e:#}; asking again");
+                    last_error = Some(format!("{e:#}"));
+                    tokio::time::sleep(Duration::from_millis(100).min(left)).await;
+                }
+                Err(_) => break,
+            }
+        }
+        match last_error {
+            Some(e) => Err(Error::NotFound {
+                cid: format!("{cid} (last error: {e})"),
+                waited,
+            }),
+            None => Err(Error::NotFound {
                 cid: cid.to_string(),
                 waited,
             }),
