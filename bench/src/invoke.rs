@@ -127,6 +127,31 @@ pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// The server's own mean per stage (from `ipfaas_invoke_stage_seconds` sums and counts), to show
+/// where a request's time goes; what the stages leave out is HTTP and bookkeeping.
+async fn stage_means(http: &reqwest::Client, url: &str) -> Result<String> {
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let value = |stage: &str, what: &str| -> f64 {
+        let key = format!("ipfaas_invoke_stage_seconds_{what}{{stage=\"{stage}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&key)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let mut out = Vec::new();
+    for stage in ["fetch", "instantiate", "execute", "publish"] {
+        let n = value(stage, "count");
+        if n > 0.0 {
+            out.push(format!("{stage} {:.3} ms", value(stage, "sum") / n * 1e3));
+        }
+    }
+    Ok(out.join(", "))
+}
+
 /// (a): a fresh instance of CPython-for-WASI per request, running `print("ok")`.
 fn wasi_python(cache: &Path, runs: usize) -> Result<Vec<Duration>> {
     use wasmtime::{Config, Engine, Linker, Module, Store};
@@ -281,11 +306,14 @@ pub async fn run(args: &[String]) -> Result<()> {
     }
     let med = pct(&mut lat, 0.5);
     let p99 = pct(&mut lat, 0.99);
+    let stages = stage_means(&http, &s.url).await?;
     println!(
         "ipfaas over HTTP, fresh instance per request: median {:.3} ms, p99 {:.3} ms ({iters} sequential)",
         ms(med),
         ms(p99)
     );
+
+    println!("  server-side stage means over all invocations so far: {stages}");
 
     // throughput, `conc` clients for `secs` seconds
     let done = Arc::new(std::sync::atomic::AtomicU64::new(0));

@@ -331,7 +331,7 @@ async fn three_nodes_share_data_and_functions_forward_and_verify() {
     while let Some(chunk) = r.chunk().await.unwrap() {
         got.extend_from_slice(&chunk);
         if !killed && got.len() >= 4 << 20 {
-            a_kill(&a);
+            a.crash();
             killed = true;
         }
     }
@@ -394,12 +394,6 @@ async fn verify(s: &Server, function: &str, cid: &str, peers: usize) -> Value {
     r.json().await.unwrap()
 }
 
-fn a_kill(s: &Server) {
-    let _ = std::process::Command::new("kill")
-        .args(["-9", &s.child.id().to_string()])
-        .status();
-}
-
 async fn gateway_status(s: &Server, path: &str) -> u16 {
     client()
         .get(format!("{}/ipfs/{path}", s.url))
@@ -430,6 +424,53 @@ async fn plain_peer() -> (rust_ipfs::Ipfs, String) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     (node, addr.to_string())
+}
+
+/// A node that crashes and comes back (same repo, peer id and port) is a full bitswap peer
+/// again: it serves what it adds and fetches what its peer holds. Upstream rust-ipfs dropped
+/// such a peer for good (see `vendor/pollable-map`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_peer_serves_and_fetches_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, rc) = (dir.path().join("b"), dir.path().join("c"));
+    let wait = ["--fetch-timeout", "10s"];
+    let b = start_node(&rb, None, &wait);
+    let b_addr = swarm_addr(&b).await;
+    let idb = peer_id(&b).await;
+    let c = start_node(&rc, Some(&b_addr), &wait);
+    wait_connected(&c, &idb).await;
+    let read = |s: &Server, cid: &str| {
+        let url = format!("{}/ipfs/{cid}", s.url);
+        async move {
+            let r = client().get(url).send().await.unwrap();
+            let status = r.status();
+            (status, r.bytes().await.unwrap().to_vec())
+        }
+    };
+    let before = rand_bytes(300 << 10, 11);
+    let cid = add_cid(&b, "", &[("before.bin", &before)]).await;
+    let (status, got) = read(&c, &cid).await;
+    assert_eq!(status, 200);
+    assert!(got == before);
+
+    b.kill9();
+    let listen = format!("/ip4/127.0.0.1/tcp/{}", b_addr.split('/').nth(4).unwrap());
+    let b = start_node(
+        &rb,
+        None,
+        &["--fetch-timeout", "10s", "--swarm-listen", &listen],
+    );
+    wait_connected(&c, &idb).await;
+    let after = rand_bytes(300 << 10, 12);
+    let cid = add_cid(&b, "", &[("after.bin", &after)]).await;
+    let (status, got) = read(&c, &cid).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&got));
+    assert!(got == after, "C's copy differs");
+    let theirs = rand_bytes(200 << 10, 13);
+    let cid = add_cid(&c, "", &[("theirs.bin", &theirs)]).await;
+    let (status, got) = read(&b, &cid).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&got));
+    assert!(got == theirs, "B's copy differs");
 }
 
 #[tokio::test(flavor = "multi_thread")]

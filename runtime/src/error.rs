@@ -8,8 +8,13 @@ pub enum Error {
     InvalidCid { input: String, reason: String },
     #[error("invalid path {0:?}")]
     InvalidPath(String),
-    #[error("block {cid} not found {}", where_looked(waited))]
-    NotFound { cid: String, waited: Duration },
+    #[error("block {cid} not found {}{}", where_looked(waited), cause_of(cause))]
+    NotFound {
+        cid: String,
+        waited: Duration,
+        /// The last failure seen while asking peers, if any.
+        cause: Option<String>,
+    },
     #[error("{cid} has no entry named {name:?}")]
     NoSuchEntry { cid: String, name: String },
     #[error("{0} is not a directory")]
@@ -32,6 +37,13 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("IPFS node: {0}")]
     Node(String),
+}
+
+fn cause_of(cause: &Option<String>) -> String {
+    cause
+        .as_ref()
+        .map(|c| format!(" (last error: {c})"))
+        .unwrap_or_default()
 }
 
 fn where_looked(waited: &Duration) -> String {

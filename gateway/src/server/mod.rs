@@ -300,8 +300,10 @@ pub async fn run(
 /// The store's block stream as a response body (errors abort the connection mid-body).
 pub fn stream_body(s: ipfaas_runtime::unixfs::read::ByteStream) -> Body {
     use futures::TryStreamExt;
-    let s = s
-        .map_ok(hyper::body::Frame::data)
-        .map_err(|e| std::io::Error::other(e.to_string()));
+    let s = s.map_ok(hyper::body::Frame::data).map_err(|e| {
+        // The status line is gone already: the client sees a short body, the log says why.
+        tracing::warn!("response body cut short: {e}");
+        std::io::Error::other(e.to_string())
+    });
     BodyExt::boxed_unsync(http_body_util::StreamBody::new(s))
 }

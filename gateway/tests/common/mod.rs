@@ -39,7 +39,11 @@ impl Server {
             .args(extra)
             .arg("--repo")
             .arg(repo)
-            .env("IPFAAS_LOG", "warn")
+            // IPFAAS_TEST_LOG (say `warn,ipfaas_runtime=debug`) turns up the servers' logs
+            .env(
+                "IPFAAS_LOG",
+                std::env::var("IPFAAS_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -78,6 +82,12 @@ impl Server {
     pub fn kill9(mut self) {
         self.child.kill().unwrap();
         let _ = self.child.wait();
+    }
+
+    /// SIGKILL without giving the handle up (say, from inside a loop that borrows it).
+    #[allow(dead_code)]
+    pub fn crash(&self) {
+        unsafe_kill(self.child.id(), "KILL");
     }
 }
 

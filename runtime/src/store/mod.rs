@@ -479,20 +479,32 @@ impl BlockSource for Store {
             return Err(Error::NotFound {
                 cid: cid.to_string(),
                 waited: Duration::ZERO,
+                cause: None,
             });
         }
         // rust-ipfs asks peers over bitswap, checks the bytes against the CID and stores them.
-        // A fetch that fails early (say the peer serving it disconnected) is asked again while
-        // the wait lasts: another peer may hold the block. Our timer decides "not found".
+        // One ask can stall for good: once a peer has said "have", rust-ipfs stops asking the
+        // others, and when that peer dies with the block in flight nobody is asked again until
+        // its 30 s rebroadcast. So each ask gets a short wait (3 s, doubling, which a slow link
+        // still fits in); when it fails or stalls, the want is dropped and made afresh, which
+        // asks every connected peer again. Our deadline decides "not found".
         let deadline = Instant::now() + waited;
         let mut last_error = None;
+        let mut patience = Duration::from_secs(3);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            let fetch = self.inner.node.get_block(*cid).timeout(left);
-            match tokio::time::timeout(left, fetch).await {
+            let wait = patience.min(left);
+            patience *= 2;
+            // rust-ipfs's own timer runs a little longer, so ours tells a stall apart
+            let fetch = self
+                .inner
+                .node
+                .get_block(*cid)
+                .timeout(wait + Duration::from_secs(1));
+            match tokio::time::timeout(wait, fetch).await {
                 Ok(Ok(block)) => {
                     let m = &self.inner.metrics;
                     m.fetched_blocks.inc();
@@ -505,18 +517,15 @@ impl BlockSource for Store {
                     last_error = Some(format!("{e:#}"));
                     tokio::time::sleep(Duration::from_millis(100).min(left)).await;
                 }
-                Err(_) => break,
+                Err(_) => {
+                    tracing::debug!("fetching {cid}: no block after {wait:.1?}; asking again")
+                }
             }
         }
-        match last_error {
-            Some(e) => Err(Error::NotFound {
-                cid: format!("{cid} (last error: {e})"),
-                waited,
-            }),
-            None => Err(Error::NotFound {
-                cid: cid.to_string(),
-                waited,
-            }),
-        }
+        Err(Error::NotFound {
+            cid: cid.to_string(),
+            waited,
+            cause: last_error,
+        })
     }
 }
