@@ -14,7 +14,9 @@ use crate::wasm::InputReader;
 use bytes::Bytes;
 use cid::Cid;
 use futures::TryStreamExt;
+use std::sync::Arc;
 use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
 
 enum Seg {
     Bytes(Bytes),
@@ -22,13 +24,31 @@ enum Seg {
     Zeros,
 }
 
-/// An input CID, read through the store on demand.
+/// (start offset, length, segment), sorted by offset.
+type Segs = Arc<Vec<(u64, u64, Seg)>>;
+
+/// Reads at least this much at a time before a sequential reader is read ahead of.
+const READ_AHEAD_MIN: u32 = 64 << 10;
+
+/// An input CID, read through the store on demand. A reader that goes front to back in large
+/// reads (hashing, parsing, copying) gets the next read fetched while it works on this one.
 pub struct StoreInput {
     store: Store,
     rt: Handle,
-    /// (start offset, length, segment), sorted by offset.
-    segs: Vec<(u64, u64, Seg)>,
+    segs: Segs,
     size: u64,
+    /// Where the last read ended: the next read starting there is sequential.
+    last_end: Option<u64>,
+    /// The next read, already under way: (offset, len, task).
+    ahead: Option<(u64, u32, JoinHandle<std::result::Result<Vec<u8>, String>>)>,
+}
+
+impl Drop for StoreInput {
+    fn drop(&mut self) {
+        if let Some((_, _, task)) = self.ahead.take() {
+            task.abort();
+        }
+    }
 }
 
 impl StoreInput {
@@ -52,8 +72,10 @@ impl StoreInput {
         Ok(Self {
             store: store.clone(),
             rt: Handle::current(),
-            segs,
+            segs: Arc::new(segs),
             size: at,
+            last_end: None,
+            ahead: None,
         })
     }
 }
@@ -104,37 +126,76 @@ impl InputReader for StoreInput {
     }
 
     fn read_at(&mut self, offset: u64, len: u32) -> std::result::Result<Vec<u8>, String> {
-        let end = offset.saturating_add(len as u64).min(self.size);
-        let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
-        let mut pos = offset;
-        // the segment holding `pos`
-        let mut i = self.segs.partition_point(|(start, _, _)| *start <= pos);
-        i = i.saturating_sub(1);
-        while pos < end && i < self.segs.len() {
-            let (start, seg_len, seg) = &self.segs[i];
-            let from = pos - start;
-            let take = (seg_len - from).min(end - pos);
-            match seg {
-                Seg::Bytes(b) => out.extend_from_slice(&b[from as usize..(from + take) as usize]),
-                Seg::Zeros => out.resize(out.len() + take as usize, 0),
-                Seg::File(cid) => {
-                    let store = &self.store;
-                    self.rt
-                        .block_on(async {
-                            let (_, mut s) = store.cat(*cid, from, Some(take)).await?;
-                            while let Some(chunk) = s.try_next().await? {
-                                out.extend_from_slice(&chunk);
-                            }
-                            Ok::<_, Error>(())
-                        })
-                        .map_err(|e| e.to_string())?;
+        let sequential = self.last_end == Some(offset);
+        let data = match self.ahead.take() {
+            Some((o, l, task)) if o == offset && l == len => self
+                .rt
+                .block_on(task)
+                .map_err(|e| format!("read-ahead: {e}"))??,
+            other => {
+                if let Some((_, _, task)) = other {
+                    task.abort();
+                }
+                self.rt.block_on(read_range(
+                    self.store.clone(),
+                    self.segs.clone(),
+                    self.size,
+                    offset,
+                    len,
+                ))?
+            }
+        };
+        let end = offset + data.len() as u64;
+        self.last_end = Some(end);
+        if sequential && len >= READ_AHEAD_MIN && end < self.size {
+            let task = self.rt.spawn(read_range(
+                self.store.clone(),
+                self.segs.clone(),
+                self.size,
+                end,
+                len,
+            ));
+            self.ahead = Some((end, len, task));
+        }
+        Ok(data)
+    }
+}
+
+/// Up to `len` bytes of the laid-out input at `offset`.
+async fn read_range(
+    store: Store,
+    segs: Segs,
+    size: u64,
+    offset: u64,
+    len: u32,
+) -> std::result::Result<Vec<u8>, String> {
+    let end = offset.saturating_add(len as u64).min(size);
+    let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+    let mut pos = offset;
+    // the segment holding `pos`
+    let mut i = segs.partition_point(|(start, _, _)| *start <= pos);
+    i = i.saturating_sub(1);
+    while pos < end && i < segs.len() {
+        let (start, seg_len, seg) = &segs[i];
+        let from = pos - start;
+        let take = (seg_len - from).min(end - pos);
+        match seg {
+            Seg::Bytes(b) => out.extend_from_slice(&b[from as usize..(from + take) as usize]),
+            Seg::Zeros => out.resize(out.len() + take as usize, 0),
+            Seg::File(cid) => {
+                let (_, mut s) = store
+                    .cat(*cid, from, Some(take))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                while let Some(chunk) = s.try_next().await.map_err(|e| e.to_string())? {
+                    out.extend_from_slice(&chunk);
                 }
             }
-            pos += take;
-            i += 1;
         }
-        Ok(out)
+        pos += take;
+        i += 1;
     }
+    Ok(out)
 }
 
 /// Writes the file at `cid` to `dest`; returns its size.
