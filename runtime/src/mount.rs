@@ -27,6 +27,9 @@ enum Seg {
 /// (start offset, length, segment), sorted by offset.
 type Segs = Arc<Vec<(u64, u64, Seg)>>;
 
+/// A read under way on the runtime: (offset, len, task).
+type Ahead = (u64, u32, JoinHandle<std::result::Result<Vec<u8>, String>>);
+
 /// Reads at least this much at a time before a sequential reader is read ahead of.
 const READ_AHEAD_MIN: u32 = 64 << 10;
 
@@ -39,8 +42,8 @@ pub struct StoreInput {
     size: u64,
     /// Where the last read ended: the next read starting there is sequential.
     last_end: Option<u64>,
-    /// The next read, already under way: (offset, len, task).
-    ahead: Option<(u64, u32, JoinHandle<std::result::Result<Vec<u8>, String>>)>,
+    /// The next read, already under way.
+    ahead: Option<Ahead>,
 }
 
 impl Drop for StoreInput {
