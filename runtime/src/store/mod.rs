@@ -483,11 +483,12 @@ impl BlockSource for Store {
             });
         }
         // rust-ipfs asks peers over bitswap, checks the bytes against the CID and stores them.
-        // One ask can stall for good: once a peer has said "have", rust-ipfs stops asking the
-        // others, and when that peer dies with the block in flight nobody is asked again until
-        // its 30 s rebroadcast. So each ask gets a short wait (3 s, doubling, which a slow link
-        // still fits in); when it fails or stalls, the want is dropped and made afresh, which
-        // asks every connected peer again. Our deadline decides "not found".
+        // A defence, not a fix for an observed failure (that was vendor/pollable-map): reading
+        // rust-ipfs 0.16's bitswap, once one peer has said "have" the others are not asked, and
+        // if that peer dies with the block in flight nobody is asked again until the 30 s
+        // rebroadcast. So each ask gets a short wait (3 s, doubling, which a slow link still
+        // fits in); when it fails or stalls, the want is dropped and made afresh, which asks
+        // every connected peer again. Our deadline decides "not found".
         let deadline = Instant::now() + waited;
         let mut last_error = None;
         let mut patience = Duration::from_secs(3);
