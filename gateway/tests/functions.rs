@@ -12,8 +12,15 @@ const PROBE: &str = r#"
 import hashlib, io, json, os, random, sys, tarfile, time, uuid
 import tinypkg
 
+_kept = []
+
 def main(input, params):
     mode = params.get("mode", "echo")
+    if mode == "state":
+        # what an earlier instance left behind would show here; dirty a scattered heap
+        before = len(_kept)
+        _kept.extend(str(i) * (i % 50) for i in range(20000))
+        return {"before": before, "n": params["n"]}
     if mode == "echo":
         return {"params": params, "size": input.seek(0, 2), "tiny": tinypkg.VALUE}
     if mode == "sha":
@@ -345,6 +352,25 @@ async fn deploy_invoke_limits_cache_and_determinism() {
         "seeded by the input CID"
     );
 
+    // every invocation starts from the snapshot: nothing an earlier instance wrote survives,
+    // and (after the first use of a slot) the heap is reset in place, not faulted in again
+    let pid = s.child.id();
+    let mut faults_before = 0;
+    for n in 0..24 {
+        if n == 4 {
+            faults_before = minor_faults(pid);
+        }
+        let q = format!("cid={file}&mode=state&n={n}&cache=false");
+        let (v, _) = invoke_json(&s, "probe", &q).await;
+        assert_eq!(v, serde_json::json!({"before": 0, "n": n.to_string()}));
+    }
+    let per_invocation = (minor_faults(pid) - faults_before) / 20;
+    // wasmtime 46.0.3 as published: hundreds per invocation (see vendor/README.md)
+    assert!(
+        per_invocation < 40,
+        "{per_invocation} page faults per invocation"
+    );
+
     // the cache answers repeats without running; cache=false runs again
     let q = format!("cid={file}&mode=echo&y=2");
     let r1 = invoke(&s, "probe", &q).await;
@@ -535,6 +561,13 @@ async fn deploy_invoke_limits_cache_and_determinism() {
     assert_eq!(det_b, det);
     assert_eq!(det_b_cid, det_cid);
     s.stop();
+}
+
+/// Minor page faults a process has taken so far (`/proc/PID/stat`, field 10).
+fn minor_faults(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    after_name.split(' ').nth(7).unwrap().parse().unwrap()
 }
 
 fn hex(b: &[u8]) -> String {
