@@ -365,7 +365,7 @@ async fn deploy_invoke_limits_cache_and_determinism() {
         assert_eq!(v, serde_json::json!({"before": 0, "n": n.to_string()}));
     }
     let per_invocation = (minor_faults(pid) - faults_before) / 20;
-    // wasmtime 46.0.3 as published: hundreds per invocation (see vendor/README.md)
+    // wasmtime 46.0.3 as published: 1,339 per invocation of this workload (see vendor/README.md)
     assert!(
         per_invocation < 40,
         "{per_invocation} page faults per invocation"

@@ -58,17 +58,16 @@ impl CompiledModule {
         profiler: &dyn ProfilingAgent,
     ) -> Result<Self> {
         let module = try_new::<Arc<_>>(info.module)?;
-        let mut funcref_offsets = Vec::new();
-        funcref_offsets.reserve_exact(module.num_defined_funcs());
-        for i in module.defined_func_indices() {
-            let wasm = index
-                .func_loc(FuncKey::DefinedWasmFunction(module.module_index, i))
-                .map_or(u32::MAX, |l| l.start);
-            let array = index
-                .func_loc(FuncKey::ArrayToWasmTrampoline(module.module_index, i))
-                .map_or(u32::MAX, |l| l.start);
-            funcref_offsets.push((wasm, array));
-        }
+        let start = |key| index.func_loc(key).map_or(u32::MAX, |l| l.start);
+        let funcref_offsets = module
+            .defined_func_indices()
+            .map(|i| {
+                (
+                    start(FuncKey::DefinedWasmFunction(module.module_index, i)),
+                    start(FuncKey::ArrayToWasmTrampoline(module.module_index, i)),
+                )
+            })
+            .collect();
         let mut ret = Self {
             unique_id: CompiledModuleId::new(),
             engine_code,

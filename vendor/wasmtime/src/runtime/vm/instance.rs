@@ -904,27 +904,13 @@ impl Instance {
                 // is moved out of the pinned instance.
                 unsafe { self.as_mut().get_unchecked_mut() }.funcref_text_base = base;
             }
-            let array_call = VmPtr::from(
-                NonNull::new((base + array_off) as *mut u8)
-                    .unwrap()
-                    .cast(),
-            );
-            let wasm_call = Some(VmPtr::from(
-                NonNull::new((base + wasm_off) as *mut VMWasmCallFunction).unwrap(),
-            ));
-            let vmctx = VMOpaqueContext::from_vmcontext(self.vmctx()).into();
-            // SAFETY: the offset calculated here should be correct with
-            // `self.offsets`, and it lies within our `VMContext` area.
-            unsafe {
-                let func_ref_ptr = self.vmctx_plus_offset_raw::<VMFuncRef>(vmctx_offset);
-                func_ref_ptr.write(VMFuncRef {
-                    array_call,
-                    wasm_call,
-                    vmctx,
-                    type_index,
-                });
-                return Some(func_ref_ptr);
-            }
+            let array_call = NonNull::new((base + array_off) as *mut u8).unwrap();
+            let wasm_call = NonNull::new((base + wasm_off) as *mut u8).unwrap();
+            // SAFETY: the offsets come from this module's own function index,
+            // and the type and vmctx offset are those of `def_index`.
+            return unsafe {
+                Some(self.write_funcref(type_index, vmctx_offset, array_call, wasm_call))
+            };
         }
         let array_to_wasm_key = FuncKey::ArrayToWasmTrampoline(module.module_index, def_index);
         let wasm_key = FuncKey::DefinedWasmFunction(module.module_index, def_index);
@@ -1013,20 +999,29 @@ impl Instance {
         )
         .expect("module not in store");
 
-        let array_call =
-            VmPtr::from(NonNull::from(module_with_code.function(array_to_wasm_key)).cast());
+        let array_call = NonNull::from(module_with_code.function(array_to_wasm_key)).cast::<u8>();
+        let wasm_call = NonNull::from(module_with_code.function(wasm_key)).cast::<u8>();
 
-        let wasm_call = Some(VmPtr::from(
-            NonNull::new(
-                module_with_code
-                    .function(wasm_key)
-                    .as_ptr()
-                    .cast::<VMWasmCallFunction>()
-                    .cast_mut(),
-            )
-            .unwrap(),
-        ));
+        // SAFETY: see this function's contract.
+        unsafe { Some(self.write_funcref(type_index, vmctx_offset, array_call, wasm_call)) }
+    }
 
+    /// ipfaas patch: the write shared by both ways of finding a function's
+    /// code.
+    ///
+    /// # Safety
+    ///
+    /// As for `initialize_and_return_funcref`, and `array_call`/`wasm_call`
+    /// must be this function's array-to-wasm trampoline and body.
+    unsafe fn write_funcref(
+        self: Pin<&mut Self>,
+        type_index: VMSharedTypeIndex,
+        vmctx_offset: u32,
+        array_call: NonNull<u8>,
+        wasm_call: NonNull<u8>,
+    ) -> NonNull<VMFuncRef> {
+        let array_call = VmPtr::from(array_call.cast());
+        let wasm_call = Some(VmPtr::from(wasm_call.cast::<VMWasmCallFunction>()));
         let vmctx = VMOpaqueContext::from_vmcontext(self.vmctx()).into();
 
         // SAFETY: the offset calculated here should be correct with
@@ -1044,7 +1039,7 @@ impl Instance {
             });
         }
 
-        Some(func_ref_ptr)
+        func_ref_ptr
     }
 
     /// Get the passive elements segment at the given index.
