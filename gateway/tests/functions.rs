@@ -39,7 +39,7 @@ def main(input, params):
                 c.hexdigest(), h.hexdigest(), hashlib.sha1(b"abc").hexdigest(),
                 hashlib.file_digest(input, "sha256").hexdigest(), "bücher.example".encode("idna").decode()]
     if mode == "mixed":
-        # small (buffered) and large (direct) reads and seeks, interleaved
+        # small (buffered) and large reads, interleaved with seeks
         parts, tells = [], []
         def take(n):
             parts.append(input.read(n))
@@ -322,7 +322,7 @@ async fn deploy_invoke_limits_cache_and_determinism() {
         ])
     );
 
-    // the buffered and the direct read paths agree with each other and with seek/tell
+    // small (buffered) and large reads interleaved with seeks return the right slices and tell
     let (v, _) = invoke_json(&s, "probe", &format!("cid={file}&mode=mixed")).await;
     let n = data.len();
     let ranges = [
