@@ -105,38 +105,56 @@ impl FlatFs {
         Ok((n, bytes))
     }
 
-    /// Starts one add's writers: blocks are written by threads of their own, so hashing and
-    /// encoding (the importer's thread) overlap with the file system's work. Copying a block
-    /// into the page cache costs more CPU than hashing it (~0.3–0.5 ms per 256 KiB here), so
-    /// [`WRITERS`] threads share the queue.
+    /// Starts one add's writer. The first [`INLINE_BYTES`] are written on the caller's
+    /// thread, so a small add (an invocation's output) starts no thread. Past that, blocks go
+    /// to [`WRITERS`] threads of their own, so hashing and encoding (the importer's thread)
+    /// overlap with the file system's work: copying a block into the page cache costs more CPU
+    /// than hashing it.
     pub fn writer(&self) -> BatchWriter<'_> {
-        let (txs, workers) = (0..WRITERS)
-            .map(|i| {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<(Cid, Vec<u8>)>(WRITE_QUEUE);
-                let fs = self.clone();
-                let worker = std::thread::Builder::new()
-                    .name(format!("ipfaas-block-writer-{i}"))
-                    .spawn(move || -> io::Result<(u64, u64)> {
-                        let (mut shards, mut blocks, mut bytes) = (HashSet::new(), 0, 0);
-                        for (cid, data) in rx {
-                            if fs.put(&cid, &data, &mut shards)? {
-                                blocks += 1;
-                                bytes += data.len() as u64;
-                            }
-                        }
-                        Ok((blocks, bytes))
-                    })
-                    .expect("spawning a block writer thread");
-                (tx, worker)
-            })
-            .unzip();
         BatchWriter {
             fs: self,
-            txs,
-            workers,
+            state: WriterState::Inline {
+                bytes: 0,
+                shards: HashSet::new(),
+            },
             new_blocks: 0,
             new_bytes: 0,
         }
+    }
+
+    fn spawn_writers(&self) -> io::Result<WriterState> {
+        let (mut txs, mut workers) = (Vec::new(), Vec::new());
+        for i in 0..WRITERS {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(Cid, Vec<u8>)>(WRITE_QUEUE);
+            let fs = self.clone();
+            let worker = std::thread::Builder::new()
+                .name(format!("ipfaas-block-writer-{i}"))
+                .spawn(move || -> io::Result<(u64, u64)> {
+                    let (mut shards, mut blocks, mut bytes) = (HashSet::new(), 0, 0);
+                    for (cid, data) in rx {
+                        if fs.put(&cid, &data, &mut shards)? {
+                            blocks += 1;
+                            bytes += data.len() as u64;
+                        }
+                    }
+                    Ok((blocks, bytes))
+                });
+            match worker {
+                Ok(w) => {
+                    txs.push(tx);
+                    workers.push(w);
+                }
+                Err(e) => {
+                    // the writers already started see their queues close and end
+                    drop(txs);
+                    for w in workers {
+                        let _ = w.join();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(WriterState::Threads { txs, workers })
     }
 
     fn put(&self, cid: &Cid, data: &[u8], shards: &mut HashSet<PathBuf>) -> io::Result<bool> {
@@ -187,23 +205,44 @@ const WRITE_QUEUE: usize = 8;
 /// an add (runs of zeros, duplicate files) always meets the same writer, which finds it written.
 const WRITERS: usize = 2;
 
+/// Bytes of an add written on the importer's own thread before the writer threads start.
+const INLINE_BYTES: u64 = 1 << 20;
+
 /// Collects the blocks of one add; nothing is durable until [`BatchWriter::commit`].
 pub struct BatchWriter<'a> {
     fs: &'a FlatFs,
-    /// One queue per writer thread; empty once the writers are finished.
-    txs: Vec<std::sync::mpsc::SyncSender<(Cid, Vec<u8>)>>,
-    workers: Vec<std::thread::JoinHandle<io::Result<(u64, u64)>>>,
-    /// Blocks and bytes that were new to the store; set by [`BatchWriter::commit`].
+    state: WriterState,
+    /// Blocks and bytes that were new to the store; complete once the writes are finished.
     pub new_blocks: u64,
     pub new_bytes: u64,
+}
+
+enum WriterState {
+    /// Small so far: blocks are written by the caller.
+    Inline {
+        bytes: u64,
+        shards: HashSet<PathBuf>,
+    },
+    /// One queue per writer thread.
+    Threads {
+        txs: Vec<std::sync::mpsc::SyncSender<(Cid, Vec<u8>)>>,
+        workers: Vec<std::thread::JoinHandle<io::Result<(u64, u64)>>>,
+    },
+    /// Flushed or committed: no more blocks.
+    Closed,
 }
 
 impl BatchWriter<'_> {
     /// Waits for the writer threads; the first I/O error, if any, is the add's error.
     fn finish_writes(&mut self) -> io::Result<()> {
-        self.txs.clear();
+        let WriterState::Threads { txs, workers } =
+            std::mem::replace(&mut self.state, WriterState::Closed)
+        else {
+            return Ok(());
+        };
+        drop(txs);
         let mut first_err = None;
-        for w in self.workers.drain(..) {
+        for w in workers {
             match w.join() {
                 Ok(Ok((blocks, bytes))) => {
                     self.new_blocks += blocks;
@@ -239,18 +278,29 @@ impl BatchWriter<'_> {
 
 impl BlockSink for BatchWriter<'_> {
     fn put(&mut self, cid: &Cid, data: &[u8]) -> io::Result<()> {
-        let sent = match self.txs.len() {
-            0 => false,
-            n => {
-                // the digest's last byte: uniform, and the same for every copy of a block
-                let pick = *cid.hash().digest().last().unwrap_or(&0) as usize % n;
-                self.txs[pick].send((*cid, data.to_vec())).is_ok()
+        if let WriterState::Inline { bytes, shards } = &mut self.state {
+            if *bytes + data.len() as u64 <= INLINE_BYTES {
+                *bytes += data.len() as u64;
+                if self.fs.put(cid, data, shards)? {
+                    self.new_blocks += 1;
+                    self.new_bytes += data.len() as u64;
+                }
+                return Ok(());
             }
+            self.state = self.fs.spawn_writers()?;
+        }
+        let sent = match &self.state {
+            WriterState::Threads { txs, .. } => {
+                // the digest's last byte: uniform, and the same for every copy of a block
+                let pick = *cid.hash().digest().last().unwrap_or(&0) as usize % txs.len();
+                txs[pick].send((*cid, data.to_vec())).is_ok()
+            }
+            _ => false,
         };
         if sent {
             return Ok(());
         }
-        // the writer stopped: report why
+        // the writer stopped, or the add was already flushed: report why
         self.finish_writes()?;
         Err(io::Error::other("block writer is closed"))
     }
@@ -319,5 +369,35 @@ mod tests {
         assert!(!stale.exists());
         assert!(fs.get(&cid).unwrap().is_some());
         assert_eq!(fs.usage().unwrap(), (1, 3));
+    }
+
+    #[test]
+    fn small_adds_stay_inline_and_large_ones_count_every_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FlatFs::open(dir.path()).unwrap();
+        let blocks: Vec<(Cid, Vec<u8>)> = (0..8u8)
+            .map(|i| {
+                let data = vec![i; 256 << 10];
+                (Cid::new_v1(0x55, crate::unixfs::sha256(&data)), data)
+            })
+            .collect();
+        let mut w = fs.writer();
+        for (cid, data) in &blocks[..4] {
+            w.put(cid, data).unwrap();
+        }
+        assert!(matches!(w.state, WriterState::Inline { .. }));
+        // repeats of inline blocks, then past the inline budget
+        for (cid, data) in blocks[..4].iter().chain(&blocks) {
+            w.put(cid, data).unwrap();
+        }
+        assert!(matches!(w.state, WriterState::Threads { .. }));
+        w.commit().unwrap();
+        assert_eq!((w.new_blocks, w.new_bytes), (8, 8 * (256 << 10)));
+        for (cid, data) in &blocks {
+            assert_eq!(fs.get(cid).unwrap().as_deref(), Some(&data[..]));
+        }
+        let (cid, data) = &blocks[0];
+        let e = w.put(cid, data).unwrap_err();
+        assert!(e.to_string().contains("closed"), "{e}");
     }
 }
