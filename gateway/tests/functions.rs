@@ -73,6 +73,8 @@ def main(input, params):
         with open("/outputs/sub/b.txt", "w") as f:
             f.write("beta\n")
         return "wrote 2 files"
+    if mode == "ls_outputs":
+        return sorted(os.listdir("/outputs"))
     if mode == "escape":
         found = {}
         for p in ["/etc/passwd", "/", "/outputs/../..", "/python/../.."]:
@@ -426,7 +428,10 @@ async fn deploy_invoke_limits_cache_and_determinism() {
     let r3 = invoke(&s, "probe", &format!("{q}&cache=false")).await;
     assert_eq!(header(&r3, "x-ipfaas-cache"), "miss");
 
-    // /outputs becomes a directory in the store
+    // /outputs becomes a directory in the store; every invocation starts with it empty,
+    // whether its directory is new or one an earlier invocation left empty
+    let ls = format!("cid={file}&mode=ls_outputs&cache=false");
+    assert_eq!(invoke_json(&s, "probe", &ls).await.0, serde_json::json!([]));
     let r = invoke(&s, "probe", &format!("cid={file}&mode=outputs")).await;
     assert_eq!(r.status(), 200);
     let outs = header(&r, "x-ipfaas-outputs-cid");
@@ -438,6 +443,9 @@ async fn deploy_invoke_limits_cache_and_determinism() {
         gateway_bytes(&s, &format!("{outs}/sub/b.txt")).await,
         b"beta\n"
     );
+    for _ in 0..3 {
+        assert_eq!(invoke_json(&s, "probe", &ls).await.0, serde_json::json!([]));
+    }
 
     // sandbox: no host files beyond the mounts, no network
     let (v, _) = invoke_json(&s, "probe", &format!("cid={file}&mode=escape")).await;

@@ -267,10 +267,37 @@ struct Inner {
     docker: std::sync::OnceLock<DockerExec>,
     network: std::sync::OnceLock<Attached>,
     pending: Mutex<Vec<Pending>>,
+    /// Empty `/outputs` directories left by earlier invocations, ready for the next ones.
+    spare_outputs: Mutex<Vec<tempfile::TempDir>>,
     flush_now: Arc<tokio::sync::Notify>,
     builds: tokio::sync::Mutex<()>,
     slots: Semaphore,
     metrics: FnMetrics,
+}
+
+/// Empty `/outputs` directories kept for reuse: most functions write none, and creating and
+/// removing a directory per invocation costs more than the rest of publishing a small output.
+const SPARE_OUTPUTS: usize = 64;
+
+impl Inner {
+    fn outputs_dir(&self) -> Result<tempfile::TempDir> {
+        if let Some(d) = self.spare_outputs.lock().unwrap().pop() {
+            return Ok(d);
+        }
+        Ok(tempfile::tempdir_in(self.dir.join("tmp"))?)
+    }
+
+    /// Keeps `dir` for another invocation if the function left it empty; removes it otherwise.
+    fn recycle_outputs_dir(&self, dir: tempfile::TempDir) {
+        let empty = std::fs::read_dir(dir.path()).is_ok_and(|mut d| d.next().is_none());
+        if empty {
+            let mut spare = self.spare_outputs.lock().unwrap();
+            if spare.len() < SPARE_OUTPUTS {
+                spare.push(dir);
+            }
+        }
+        // otherwise `dir` is removed here, outside the lock
+    }
 }
 
 impl Drop for Inner {
@@ -350,6 +377,7 @@ impl Functions {
                 docker: std::sync::OnceLock::new(),
                 network: std::sync::OnceLock::new(),
                 pending: Mutex::new(Vec::new()),
+                spare_outputs: Mutex::new(Vec::new()),
                 flush_now: Arc::new(tokio::sync::Notify::new()),
                 builds: tokio::sync::Mutex::new(()),
                 slots: Semaphore::new(cfg.instances as usize),
@@ -973,7 +1001,7 @@ impl Functions {
             .with_label_values(&["fetch"])
             .observe(fetch.as_secs_f64());
 
-        let outputs = tempfile::tempdir_in(self.inner.dir.join("tmp")).map_err(Error::from)?;
+        let outputs = self.inner.outputs_dir()?;
         let permit = self
             .inner
             .slots
@@ -1016,6 +1044,7 @@ impl Functions {
             Some((record_path, draft)),
         )
         .await?;
+        self.inner.recycle_outputs_dir(outputs);
         let publish = t.elapsed();
         m.stage
             .with_label_values(&["publish"])
