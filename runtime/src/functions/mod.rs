@@ -271,7 +271,7 @@ struct Inner {
     spare_outputs: Mutex<Vec<tempfile::TempDir>>,
     flush_now: Arc<tokio::sync::Notify>,
     builds: tokio::sync::Mutex<()>,
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
     metrics: FnMetrics,
 }
 
@@ -380,7 +380,7 @@ impl Functions {
                 spare_outputs: Mutex::new(Vec::new()),
                 flush_now: Arc::new(tokio::sync::Notify::new()),
                 builds: tokio::sync::Mutex::new(()),
-                slots: Semaphore::new(cfg.instances as usize),
+                slots: Arc::new(Semaphore::new(cfg.instances as usize)),
                 metrics: FnMetrics::new(registry).map_err(io_err)?,
             }),
         };
@@ -1005,10 +1005,11 @@ impl Functions {
         let permit = self
             .inner
             .slots
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| Error::Io(std::io::Error::other("shutting down")))?;
-        m.active.inc();
+        let active = Active::new(&m.active);
         let run_req = RunRequest {
             input: Box::new(input),
             params: req.params.clone().into_iter().collect(),
@@ -1017,35 +1018,54 @@ impl Functions {
             limits: def.limits,
         };
         let this = self.clone();
-        let run =
-            tokio::task::spawn_blocking(move || this.inner.engine.run(&loaded, run_req)).await;
-        m.active.dec();
-        drop(permit);
-        let out = run.map_err(io_err)??;
+        // the output is published on the same blocking thread: one hop less per invocation
+        let run = tokio::task::spawn_blocking(move || {
+            let out = this.inner.engine.run(&loaded, run_req);
+            drop((active, permit));
+            let out = out?;
+            let t = Instant::now();
+            let body = Bytes::from(out.body);
+            let logs = Bytes::from(out.logs);
+            let draft = CacheRecordDraft {
+                content_type: out.content_type.clone(),
+            };
+            let published = publish(
+                &this.inner,
+                &body,
+                &logs,
+                outputs.path(),
+                Some((record_path, draft)),
+            );
+            this.inner.recycle_outputs_dir(outputs);
+            Ok::<_, RunError>(Ran {
+                content_type: out.content_type,
+                fuel_used: out.fuel_used,
+                instantiate: out.instantiate,
+                execute: out.execute,
+                body,
+                logs,
+                published,
+                publish: t.elapsed(),
+            })
+        })
+        .await;
+        let Ran {
+            content_type,
+            fuel_used,
+            instantiate,
+            execute,
+            body,
+            logs,
+            published,
+            publish,
+        } = run.map_err(io_err)??;
         m.stage
             .with_label_values(&["instantiate"])
-            .observe(out.instantiate.as_secs_f64());
+            .observe(instantiate.as_secs_f64());
         m.stage
             .with_label_values(&["execute"])
-            .observe(out.execute.as_secs_f64());
-
-        // publish: the output, /outputs and the logs go to the store
-        let t = Instant::now();
-        let body = Bytes::from(out.body);
-        let logs = Bytes::from(out.logs);
-        let draft = CacheRecordDraft {
-            content_type: out.content_type.clone(),
-        };
-        let (output_cid, outputs_cid, logs_cid) = publish(
-            &self.inner,
-            &body,
-            &logs,
-            outputs.path(),
-            Some((record_path, draft)),
-        )
-        .await?;
-        self.inner.recycle_outputs_dir(outputs);
-        let publish = t.elapsed();
+            .observe(execute.as_secs_f64());
+        let (output_cid, outputs_cid, logs_cid) = published?;
         m.stage
             .with_label_values(&["publish"])
             .observe(publish.as_secs_f64());
@@ -1055,17 +1075,17 @@ impl Functions {
             output_cid,
             outputs_cid,
             logs_cid,
-            content_type: out.content_type,
+            content_type,
             body,
             logs,
             cached: false,
-            fuel_used: out.fuel_used,
+            fuel_used,
             exit_code: None,
             ran_on: None,
             timings: Timings {
                 fetch,
-                instantiate: out.instantiate,
-                execute: out.execute,
+                instantiate,
+                execute,
                 publish,
             },
         })
@@ -1091,8 +1111,13 @@ impl Functions {
         let t = Instant::now();
         let body = Bytes::from(out.stdout);
         let logs = Bytes::from(out.stderr);
-        let (output_cid, outputs_cid, logs_cid) =
-            publish(&self.inner, &body, &logs, outputs.path(), None).await?;
+        let (output_cid, outputs_cid, logs_cid) = {
+            let (inner, body, logs) = (self.inner.clone(), body.clone(), logs.clone());
+            let dir = outputs.path().to_path_buf();
+            tokio::task::spawn_blocking(move || publish(&inner, &body, &logs, &dir, None))
+                .await
+                .map_err(io_err)??
+        };
         Ok(Invocation {
             function_cid,
             input_cid: req.input,
@@ -1145,34 +1170,31 @@ async fn input_size(store: &Store, cid: Cid) -> Result<u64> {
 }
 
 /// Stores an invocation's output, its `/outputs` directory and its logs in one add, without
-/// waiting for the disk; returns their CIDs and queues them for the next group commit.
-async fn publish(
+/// waiting for the disk; returns their CIDs and queues them for the next group commit. Runs on
+/// a blocking thread (file I/O).
+fn publish(
     inner: &Inner,
     body: &Bytes,
     logs: &Bytes,
     outputs: &Path,
     record: Option<(PathBuf, CacheRecordDraft)>,
 ) -> Result<(String, Option<String>, Option<String>)> {
-    let (body, logs, dir) = (body.clone(), logs.clone(), outputs.to_path_buf());
-    let has_outputs = std::fs::read_dir(&dir)?.next().is_some();
+    let has_outputs = std::fs::read_dir(outputs)?.next().is_some();
     let opts = AddOptions {
         pin: false,
         durable: false,
         ..AddOptions::default()
     };
-    let out = inner
-        .store
-        .add(opts, move |a| {
-            a.file("output", &mut &body[..], |_| {})?;
-            if !logs.is_empty() {
-                a.file("logs", &mut &logs[..], |_| {})?;
-            }
-            if has_outputs {
-                a.local(&dir, "outputs", true, true, &mut |_, _| {})?;
-            }
-            Ok(())
-        })
-        .await?;
+    let out = inner.store.add_blocking(opts, |a| {
+        a.file("output", &mut &body[..], |_| {})?;
+        if !logs.is_empty() {
+            a.file("logs", &mut &logs[..], |_| {})?;
+        }
+        if has_outputs {
+            a.local(outputs, "outputs", true, true, &mut |_, _| {})?;
+        }
+        Ok(())
+    })?;
     let root = |name: &str| out.roots.iter().find(|r| r.path == name).map(|r| r.cid);
     let output = root("output").ok_or_else(|| io_err("no output root"))?;
     let (outputs_cid, logs_cid) = (root("outputs"), root("logs"));
@@ -1196,6 +1218,34 @@ async fn publish(
         outputs_cid.map(|c| c.to_string()),
         logs_cid.map(|c| c.to_string()),
     ))
+}
+
+/// What the blocking half of an invocation hands back: the run and its published output.
+struct Ran {
+    content_type: String,
+    fuel_used: u64,
+    instantiate: Duration,
+    execute: Duration,
+    body: Bytes,
+    logs: Bytes,
+    published: Result<(String, Option<String>, Option<String>)>,
+    publish: Duration,
+}
+
+/// Counts an instance in `ipfaas_active_instances` while it lives, even if its thread panics.
+struct Active(prometheus::IntGauge);
+
+impl Active {
+    fn new(g: &prometheus::IntGauge) -> Self {
+        g.inc();
+        Self(g.clone())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 struct CacheRecordDraft {

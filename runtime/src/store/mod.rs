@@ -291,29 +291,34 @@ impl Store {
     where
         F: FnOnce(&mut Adder<'_>) -> Result<()> + Send + 'static,
     {
-        let inner = self.inner.clone();
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.add_blocking(opts, feed))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(format!("add task failed: {e}"))))?
+    }
+
+    /// [`Store::add`] on the calling thread, for code already running on a blocking thread
+    /// (it does file I/O and must not run on an async worker).
+    pub fn add_blocking<F>(&self, opts: AddOptions, feed: F) -> Result<AddOutcome>
+    where
+        F: FnOnce(&mut Adder<'_>) -> Result<()>,
+    {
+        let inner = &self.inner;
         let t = Instant::now();
-        let pin_durable = opts.pin && opts.durable;
-        let out = tokio::task::spawn_blocking(move || -> Result<AddOutcome> {
-            let pin = opts.pin;
-            let mut adder = Adder::new(&inner.blocks, opts);
-            feed(&mut adder)?;
-            let out = adder.finish()?;
-            if pin {
-                let roots: Vec<Cid> = out.roots.iter().map(|r| r.cid).collect();
-                inner.pins.add(&roots)?;
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(format!("add task failed: {e}"))))??;
-        let m = &self.inner.metrics;
+        let (pin, pin_durable) = (opts.pin, opts.pin && opts.durable);
+        let mut adder = Adder::new(&inner.blocks, opts);
+        feed(&mut adder)?;
+        let out = adder.finish()?;
+        let roots: Vec<Cid> = out.roots.iter().map(|r| r.cid).collect();
+        if pin {
+            inner.pins.add(&roots)?;
+        }
+        let m = &inner.metrics;
         m.add_seconds.observe(t.elapsed().as_secs_f64());
         m.added_bytes.inc_by(out.content_bytes);
         m.blocks.add(out.new_blocks as i64);
         m.bytes.add(out.new_bytes as i64);
         if pin_durable {
-            let roots: Vec<Cid> = out.roots.iter().map(|r| r.cid).collect();
             self.announce(&roots);
         }
         Ok(out)
