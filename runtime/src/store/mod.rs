@@ -12,6 +12,7 @@
 
 pub mod add;
 pub mod blockstore;
+mod cache;
 pub mod metrics;
 pub mod pins;
 
@@ -72,6 +73,8 @@ struct Inner {
     offline: bool,
     /// Roots to announce in the DHT (see [`Store::announce`]).
     announce: Option<tokio::sync::mpsc::Sender<Cid>>,
+    /// Directory nodes and file roots read recently.
+    small: cache::SmallBlocks,
     _lock: File,
 }
 
@@ -193,6 +196,7 @@ impl Store {
                 fetch_timeout: cfg.fetch_timeout,
                 offline: cfg.offline,
                 announce,
+                small: cache::SmallBlocks::default(),
                 _lock: lock,
             }),
         };
@@ -471,13 +475,18 @@ fn tokio_stream_from<T: Send + 'static>(
 
 impl BlockSource for Store {
     async fn block(&self, cid: &Cid) -> Result<Bytes> {
+        if let Some(data) = self.inner.small.get(cid) {
+            return Ok(data);
+        }
         let inner = self.inner.clone();
         let c = *cid;
         let local = tokio::task::spawn_blocking(move || inner.blocks.get(&c))
             .await
             .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
         if let Some(data) = local {
-            return Ok(Bytes::from(data));
+            let data = Bytes::from(data);
+            self.inner.small.put(cid, &data);
+            return Ok(data);
         }
         let waited = self.inner.fetch_timeout;
         if self.inner.offline {
