@@ -287,16 +287,13 @@ impl Inner {
         Ok(tempfile::tempdir_in(self.dir.join("tmp"))?)
     }
 
-    /// Keeps `dir` for another invocation if the function left it empty; removes it otherwise.
-    fn recycle_outputs_dir(&self, dir: tempfile::TempDir) {
-        let empty = std::fs::read_dir(dir.path()).is_ok_and(|mut d| d.next().is_none());
-        if empty {
-            let mut spare = self.spare_outputs.lock().unwrap();
-            if spare.len() < SPARE_OUTPUTS {
-                spare.push(dir);
-            }
+    /// Keeps an `/outputs` directory that [`publish`] found empty for another invocation
+    /// (up to [`SPARE_OUTPUTS`]); a directory not kept is removed on drop.
+    fn spare_outputs_dir(&self, dir: tempfile::TempDir) {
+        let mut spare = self.spare_outputs.lock().unwrap();
+        if spare.len() < SPARE_OUTPUTS {
+            spare.push(dir);
         }
-        // otherwise `dir` is removed here, outside the lock
     }
 }
 
@@ -1036,7 +1033,10 @@ impl Functions {
                 outputs.path(),
                 Some((record_path, draft)),
             );
-            this.inner.recycle_outputs_dir(outputs);
+            // no outputs CID: the function left the directory empty
+            if let Ok((_, None, _)) = &published {
+                this.inner.spare_outputs_dir(outputs);
+            }
             Ok::<_, RunError>(Ran {
                 content_type: out.content_type,
                 fuel_used: out.fuel_used,

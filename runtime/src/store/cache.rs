@@ -1,8 +1,9 @@
 //! Small blocks read recently, kept in memory by CID: the directory nodes and file roots that
 //! every invocation and every listing reads first. Reading one from disk costs a trip to a
 //! blocking thread and a file open; from here it costs a lookup. A block never changes under its
-//! CID, so an entry is never stale. When the cache is full it starts over rather than tracking
-//! recency: the entries that matter are read again at once.
+//! CID, so an entry is never stale; nothing in ipfaas deletes blocks (a garbage collector, if
+//! one is added, must clear this cache). When the cache is full it starts over rather than
+//! tracking recency: the entries that matter are read again at once.
 
 use bytes::Bytes;
 use cid::Cid;
