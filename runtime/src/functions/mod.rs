@@ -1022,15 +1022,13 @@ impl Functions {
             drop((active, permit));
             let out = out?;
             let t = Instant::now();
-            let body = Bytes::from(out.body);
-            let logs = Bytes::from(out.logs);
             let draft = CacheRecordDraft {
                 content_type: out.content_type.clone(),
             };
             let published = publish(
                 &this.inner,
-                &body,
-                &logs,
+                &out.body,
+                &out.logs,
                 outputs.path(),
                 Some((record_path, draft)),
             );
@@ -1038,34 +1036,16 @@ impl Functions {
             if let Ok((_, None, _)) = &published {
                 this.inner.spare_outputs_dir(outputs);
             }
-            Ok::<_, RunError>(Ran {
-                content_type: out.content_type,
-                fuel_used: out.fuel_used,
-                instantiate: out.instantiate,
-                execute: out.execute,
-                body,
-                logs,
-                published,
-                publish: t.elapsed(),
-            })
+            Ok::<_, RunError>((out, published, t.elapsed()))
         })
         .await;
-        let Ran {
-            content_type,
-            fuel_used,
-            instantiate,
-            execute,
-            body,
-            logs,
-            published,
-            publish,
-        } = run.map_err(io_err)??;
+        let (out, published, publish) = run.map_err(io_err)??;
         m.stage
             .with_label_values(&["instantiate"])
-            .observe(instantiate.as_secs_f64());
+            .observe(out.instantiate.as_secs_f64());
         m.stage
             .with_label_values(&["execute"])
-            .observe(execute.as_secs_f64());
+            .observe(out.execute.as_secs_f64());
         let (output_cid, outputs_cid, logs_cid) = published?;
         m.stage
             .with_label_values(&["publish"])
@@ -1076,17 +1056,17 @@ impl Functions {
             output_cid,
             outputs_cid,
             logs_cid,
-            content_type,
-            body,
-            logs,
+            content_type: out.content_type,
+            body: Bytes::from(out.body),
+            logs: Bytes::from(out.logs),
             cached: false,
-            fuel_used,
+            fuel_used: out.fuel_used,
             exit_code: None,
             ran_on: None,
             timings: Timings {
                 fetch,
-                instantiate,
-                execute,
+                instantiate: out.instantiate,
+                execute: out.execute,
                 publish,
             },
         })
@@ -1175,8 +1155,8 @@ async fn input_size(store: &Store, cid: Cid) -> Result<u64> {
 /// a blocking thread (file I/O).
 fn publish(
     inner: &Inner,
-    body: &Bytes,
-    logs: &Bytes,
+    body: &[u8],
+    logs: &[u8],
     outputs: &Path,
     record: Option<(PathBuf, CacheRecordDraft)>,
 ) -> Result<(String, Option<String>, Option<String>)> {
@@ -1219,18 +1199,6 @@ fn publish(
         outputs_cid.map(|c| c.to_string()),
         logs_cid.map(|c| c.to_string()),
     ))
-}
-
-/// What the blocking half of an invocation hands back: the run and its published output.
-struct Ran {
-    content_type: String,
-    fuel_used: u64,
-    instantiate: Duration,
-    execute: Duration,
-    body: Bytes,
-    logs: Bytes,
-    published: Result<(String, Option<String>, Option<String>)>,
-    publish: Duration,
 }
 
 /// Counts an instance in `ipfaas_active_instances` while it lives, even if its thread panics.
