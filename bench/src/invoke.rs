@@ -138,11 +138,16 @@ async fn stage_means(http: &reqwest::Client, url: &str) -> Result<String> {
         .await?
         .text()
         .await?;
-    let value = |stage: &str, what: &str| -> f64 {
-        let key = format!("ipfaas_invoke_stage_seconds_{what}{{stage=\"{stage}\"}} ");
+    // one sample's value, by its name and labels as the page prints them
+    let sample = |key: &str| -> f64 {
         text.lines()
-            .find_map(|l| l.strip_prefix(&key)?.trim().parse().ok())
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
             .unwrap_or(0.0)
+    };
+    let value = |stage: &str, what: &str| {
+        sample(&format!(
+            "ipfaas_invoke_stage_seconds_{what}{{stage=\"{stage}\"}}"
+        ))
     };
     let mut out = Vec::new();
     for stage in ["fetch", "instantiate", "execute", "publish"] {
@@ -151,6 +156,23 @@ async fn stage_means(http: &reqwest::Client, url: &str) -> Result<String> {
             out.push(format!("{stage} {:.3} ms", value(stage, "sum") / n * 1e3));
         }
     }
+    let handler = |what: &str| {
+        sample(&format!(
+            "ipfaas_http_request_duration_seconds_{what}{{route=\"invoke\"}}"
+        ))
+    };
+    if handler("count") > 0.0 {
+        out.push(format!(
+            "whole handler {:.3} ms",
+            handler("sum") / handler("count") * 1e3
+        ));
+    }
+    let made = |when: &str| sample(&format!("ipfaas_wasm_instances_total{{made=\"{when}\"}}"));
+    let (ahead, on_request) = (made("ahead"), made("on_request"));
+    out.push(format!(
+        "instances made ahead of the request {ahead} of {}",
+        ahead + on_request
+    ));
     Ok(out.join(", "))
 }
 
@@ -313,6 +335,22 @@ pub async fn run(args: &[String]) -> Result<()> {
     );
 
     println!("  server-side stage means over all invocations so far: {stages}");
+    // what HTTP alone costs on this machine: the same client, a handler that does no work
+    let mut http_only = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let t = Instant::now();
+        http.get(format!("{}/healthz", s.url))
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        http_only.push(t.elapsed());
+    }
+    println!(
+        "  HTTP alone (GET /healthz, same client): median {:.3} ms",
+        ms(pct(&mut http_only, 0.5))
+    );
 
     // throughput, `conc` clients for `secs` seconds
     let done = Arc::new(std::sync::atomic::AtomicU64::new(0));

@@ -10,6 +10,8 @@ pub struct FnMetrics {
     pub build: Histogram,
     pub cache_hits: IntCounter,
     pub active: IntGauge,
+    pub instances: IntCounterVec,
+    pub ready: IntGauge,
 }
 
 impl FnMetrics {
@@ -46,12 +48,26 @@ impl FnMetrics {
                 "ipfaas_active_instances",
                 "WebAssembly instances running now",
             )?,
+            instances: IntCounterVec::new(
+                Opts::new(
+                    "ipfaas_wasm_instances_total",
+                    "Instances invocations ran in, by when they were made: ahead of the request \
+                     (\"ahead\") or while it waited (\"on_request\")",
+                ),
+                &["made"],
+            )?,
+            ready: IntGauge::new(
+                "ipfaas_wasm_instances_ready",
+                "Instances made ahead, waiting for an invocation",
+            )?,
         };
         registry.register(Box::new(m.invocations.clone()))?;
         registry.register(Box::new(m.stage.clone()))?;
         registry.register(Box::new(m.build.clone()))?;
         registry.register(Box::new(m.cache_hits.clone()))?;
         registry.register(Box::new(m.active.clone()))?;
+        registry.register(Box::new(m.instances.clone()))?;
+        registry.register(Box::new(m.ready.clone()))?;
         Ok(m)
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod bundle;
 mod metrics;
+mod ready;
 pub mod remote;
 pub mod wheels;
 
@@ -272,6 +273,7 @@ struct Inner {
     flush_now: Arc<tokio::sync::Notify>,
     builds: tokio::sync::Mutex<()>,
     slots: Arc<Semaphore>,
+    ready: ready::ReadyPool<wasm::Instance>,
     metrics: FnMetrics,
 }
 
@@ -358,13 +360,16 @@ impl Functions {
             let _ = std::fs::remove_dir_all(e?.path());
         }
         let stdlib = wasm::stdlib::ensure(&dir)?;
-        let engine = WasmEngine::new(&dir.join("cwasm"), stdlib, cfg.instances)?;
+        // running instances, and those made ahead of their requests
+        let pooled = cfg.instances + ready::READY as u32;
+        let engine = WasmEngine::new(&dir.join("cwasm"), stdlib, pooled)?;
         let names = match std::fs::read(dir.join("names.json")) {
             Ok(b) => serde_json::from_slice(&b)
                 .map_err(|e| io_err(format!("{}/names.json is corrupt: {e}", dir.display())))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(e.into()),
         };
+        let metrics = FnMetrics::new(registry).map_err(io_err)?;
         let this = Self {
             inner: Arc::new(Inner {
                 store,
@@ -379,7 +384,8 @@ impl Functions {
                 flush_now: Arc::new(tokio::sync::Notify::new()),
                 builds: tokio::sync::Mutex::new(()),
                 slots: Arc::new(Semaphore::new(cfg.instances as usize)),
-                metrics: FnMetrics::new(registry).map_err(io_err)?,
+                ready: ready::ReadyPool::new(metrics.ready.clone()),
+                metrics,
             }),
         };
         // the group committer: wakes on new outputs, commits at most every COMMIT_INTERVAL
@@ -999,7 +1005,6 @@ impl Functions {
             .with_label_values(&["fetch"])
             .observe(fetch.as_secs_f64());
 
-        let outputs = self.inner.outputs_dir()?;
         let permit = self
             .inner
             .slots
@@ -1012,37 +1017,46 @@ impl Functions {
             input: Box::new(input),
             params: req.params.clone().into_iter().collect(),
             seed: key_material,
-            outputs: Some(outputs.path().to_path_buf()),
-            limits: def.limits,
         };
-        let this = self.clone();
-        // the output is published on the same blocking thread: one hop less per invocation
-        let run = tokio::task::spawn_blocking(move || {
-            let out = this.inner.engine.run(&loaded, run_req);
-            drop((active, permit));
-            let out = out?;
-            let t = Instant::now();
-            let draft = CacheRecordDraft {
-                content_type: out.content_type.clone(),
-            };
-            let published = publish(
-                &this.inner,
-                &out.body,
-                &out.logs,
-                outputs.path(),
-                Some((record_path, draft)),
-            );
-            // no outputs CID: the function left the directory empty
-            if let Ok((_, None, _)) = &published {
-                this.inner.spare_outputs_dir(outputs);
+        let job = Job {
+            inner: self.inner.clone(),
+            loaded,
+            def,
+            run_req: Some(run_req),
+            record_path,
+            running: Some(active),
+            permit,
+        };
+        let limits = job.def.limits;
+        let ready = self
+            .inner
+            .ready
+            .take(&job.def.component, |i| i.limits() == limits);
+        let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread;
+        let answer = match ready {
+            // An instance is waiting: run it on this thread, with no hop to another one and
+            // back. `block_in_place` lets this worker's other tasks move to another thread
+            // should the function run long.
+            Some(r) if multi_thread => {
+                let run = std::panic::AssertUnwindSafe(|| job.run(Some(r)));
+                let (answer, after) = tokio::task::block_in_place(|| std::panic::catch_unwind(run))
+                    .map_err(|_| io_err("the invocation's thread panicked"))?;
+                tokio::task::spawn_blocking(move || after.finish());
+                answer
             }
-            Ok::<_, RunError>((out, published, t.elapsed()))
-        })
-        .await;
-        let (out, published, publish) = run.map_err(io_err)??;
-        m.stage
-            .with_label_values(&["instantiate"])
-            .observe(out.instantiate.as_secs_f64());
+            ready => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                tokio::task::spawn_blocking(move || {
+                    let (answer, after) = job.run(ready);
+                    let _ = tx.send(answer);
+                    after.finish();
+                });
+                rx.await
+                    .map_err(|_| io_err("the invocation's thread ended without an answer"))?
+            }
+        };
+        let (out, published, publish, waited) = answer?;
         m.stage
             .with_label_values(&["execute"])
             .observe(out.execute.as_secs_f64());
@@ -1065,7 +1079,7 @@ impl Functions {
             ran_on: None,
             timings: Timings {
                 fetch,
-                instantiate: out.instantiate,
+                instantiate: waited,
                 execute: out.execute,
                 publish,
             },
@@ -1148,6 +1162,160 @@ async fn input_size(store: &Store, cid: Cid) -> Result<u64> {
         }
         crate::unixfs::read::Kind::Symlink { .. } => Ok(0),
     }
+}
+
+/// One invocation of a Python function, from taking an instance to publishing the output.
+struct Job {
+    inner: Arc<Inner>,
+    loaded: Arc<wasm::Loaded>,
+    def: FunctionDef,
+    run_req: Option<RunRequest>,
+    record_path: PathBuf,
+    /// Counted as running until the call returns.
+    running: Option<Active>,
+    /// A pooling slot, held until the instance is reset.
+    permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// What an invocation's answer is: the run's outcome, the published CIDs, how long the publish
+/// took and how long the request waited for its instance.
+type Answer = Result<
+    (
+        wasm::RunOutcome,
+        Result<(String, Option<String>, Option<String>)>,
+        Duration,
+        Duration,
+    ),
+    RunError,
+>;
+
+/// What is left to do once the answer has gone out.
+struct After {
+    job: Job,
+    spent: Option<(wasm::Spent, tempfile::TempDir, bool)>,
+}
+
+impl Job {
+    /// Runs the invocation in `ready`, or in an instance made now. Blocking.
+    fn run(mut self, ready: Option<ready::Ready<wasm::Instance>>) -> (Answer, After) {
+        let run_req = self.run_req.take().expect("a job runs once");
+        let record_path = std::mem::take(&mut self.record_path);
+        let inner = &self.inner;
+        let m = &inner.metrics;
+        let made = match ready {
+            Some(r) => {
+                m.instances.with_label_values(&["ahead"]).inc();
+                Ok((r.instance, r.outputs, Duration::ZERO))
+            }
+            None => new_instance(inner, &self.loaded, self.def.limits).map(|(i, d)| {
+                m.instances.with_label_values(&["on_request"]).inc();
+                let t = i.instantiate_time();
+                (i, d, t)
+            }),
+        };
+        let (instance, outputs, waited) = match made {
+            Ok(x) => x,
+            Err(e) => {
+                let after = After {
+                    job: self,
+                    spent: None,
+                };
+                return (Err(e), after);
+            }
+        };
+        m.stage
+            .with_label_values(&["instantiate"])
+            .observe(instance.instantiate_time().as_secs_f64());
+        let (out, spent) = inner.engine.call(instance, run_req);
+        drop(self.running.take());
+        let mut empty = false;
+        let answer = out.map(|out| {
+            let t = Instant::now();
+            let draft = CacheRecordDraft {
+                content_type: out.content_type.clone(),
+            };
+            let published = publish(
+                inner,
+                &out.body,
+                &out.logs,
+                outputs.path(),
+                Some((record_path, draft)),
+            );
+            // no outputs CID: the function left the directory empty
+            empty = matches!(&published, Ok((_, None, _)));
+            (out, published, t.elapsed(), waited)
+        });
+        let spent = Some((spent, outputs, empty));
+        (answer, After { job: self, spent })
+    }
+}
+
+impl After {
+    /// Resets the spent instance and makes the next ones of the component. Blocking.
+    ///
+    /// None of this may slow the invocations running now, so it runs at idle priority, on
+    /// CPU time they leave. Under full load it falls behind: the spent instance holds its
+    /// slot a little longer, and invocations find no instance waiting and make their own, as
+    /// they would without this.
+    fn finish(self) {
+        at_idle_priority(|| {
+            let After { job, spent } = self;
+            let inner = &job.inner;
+            if let Some((spent, outputs, empty)) = spent {
+                drop(spent);
+                if empty {
+                    inner.spare_outputs_dir(outputs);
+                }
+            }
+            drop(job.permit);
+            let (loaded, limits) = (&job.loaded, job.def.limits);
+            let evicted = inner.ready.refill(&job.def.component, || {
+                new_instance(inner, loaded, limits).ok()
+            });
+            for r in evicted {
+                drop(r.instance);
+                inner.spare_outputs_dir(r.outputs);
+            }
+        })
+    }
+}
+
+/// Runs `f` with this thread at the `SCHED_IDLE` policy: it gets a CPU only when no other
+/// thread wants it. Where the policy cannot be set, `f` runs as it is.
+fn at_idle_priority<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_os = "linux")]
+    {
+        fn set(policy: libc::c_int) -> bool {
+            let p = libc::sched_param { sched_priority: 0 };
+            // SAFETY: pid 0 is the calling thread; `p` is a valid sched_param.
+            unsafe { libc::sched_setscheduler(0, policy, &p) == 0 }
+        }
+        // sets the thread back even if `f` panics: the blocking pool reuses it
+        struct Restore;
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                set(libc::SCHED_OTHER);
+            }
+        }
+        if set(libc::SCHED_IDLE) {
+            let _restore = Restore;
+            return f();
+        }
+    }
+    f()
+}
+
+/// A fresh instance of `loaded`, with an `/outputs` directory of its own. Blocking.
+fn new_instance(
+    inner: &Inner,
+    loaded: &wasm::Loaded,
+    limits: Limits,
+) -> Result<(wasm::Instance, tempfile::TempDir), RunError> {
+    let outputs = inner.outputs_dir()?;
+    let instance = inner
+        .engine
+        .instantiate(loaded, Some(outputs.path()), limits)?;
+    Ok((instance, outputs))
 }
 
 /// Stores an invocation's output, its `/outputs` directory and its logs in one add, without

@@ -57,14 +57,12 @@ impl Default for Limits {
     }
 }
 
+/// What one invocation hands to an [`Instance`].
 pub struct RunRequest {
     pub input: Box<dyn InputReader>,
     pub params: Vec<(String, String)>,
     /// Seeds the guest's random sources; derive it from (function, input, params).
     pub seed: [u8; 32],
-    /// A host directory the guest sees as `/outputs` (read-write), if any.
-    pub outputs: Option<PathBuf>,
-    pub limits: Limits,
 }
 
 #[derive(Debug)]
@@ -73,7 +71,6 @@ pub struct RunOutcome {
     pub body: Vec<u8>,
     pub logs: Vec<u8>,
     pub fuel_used: u64,
-    pub instantiate: Duration,
     pub execute: Duration,
 }
 
@@ -355,19 +352,20 @@ impl WasmEngine {
         Ok(loaded)
     }
 
-    /// Runs `main` once in a fresh instance. Blocking: call from a blocking thread.
-    pub fn run(&self, loaded: &Loaded, req: RunRequest) -> Result<RunOutcome, RunError> {
-        let limits = req.limits;
+    /// Makes a fresh instance for one invocation. No guest code runs here, and nothing of the
+    /// invocation is known yet: its input and random seed go in with [`Self::call`]. So an
+    /// instance can be made before its request arrives. Blocking: call from a blocking thread.
+    pub fn instantiate(
+        &self,
+        loaded: &Loaded,
+        outputs: Option<&Path>,
+        limits: Limits,
+    ) -> Result<Instance, RunError> {
         let logs = MemoryOutputPipe::new(MAX_LOGS);
         let mut b = WasiCtxBuilder::new();
-        let seed = req.seed;
-        let mut s64 = [0u8; 8];
-        s64.copy_from_slice(&seed[..8]);
+        seeded(&mut b, [0; 32]);
         b.wall_clock(StepClock::default())
             .monotonic_clock(MonoClock(StepClock::default()))
-            .secure_random(StdRng::from_seed(seed))
-            .insecure_random(StdRng::from_seed(flip(seed)))
-            .insecure_random_seed(u128::from_le_bytes(seed[..16].try_into().unwrap()))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -387,13 +385,13 @@ impl WasmEngine {
         for (host, guest) in loaded.mounts.iter().zip(GUEST_PATHS) {
             preopen(&mut b, host, guest.trim_start_matches('/'), false)?;
         }
-        if let Some(out) = &req.outputs {
+        if let Some(out) = outputs {
             preopen(&mut b, out, "outputs", true)?;
         }
         let host = Host {
             wasi: b.build(),
             table: ResourceTable::new(),
-            input: req.input,
+            input: Box::new(super::BytesInput(bytes::Bytes::new())),
             input_error: String::new(),
             limiter: Limiter {
                 memory: limits.memory.min(MAX_MEMORY) as usize,
@@ -403,60 +401,128 @@ impl WasmEngine {
         let mut store = Store::new(&self.engine, host);
         store.limiter(|h| &mut h.limiter);
         store.set_fuel(limits.fuel).map_err(wasm_err)?;
-        store.set_epoch_deadline(limits.timeout_ms.div_ceil(TICK.as_millis() as u64).max(1));
+        store.set_epoch_deadline(deadline(limits));
         store.epoch_deadline_trap();
-
         let t0 = Instant::now();
-        let outcome = loaded
-            .pre
-            .instantiate(&mut store)
-            .and_then(|f| Ok((Instant::now(), f.call_run(&mut store, &req.params)?)));
+        match loaded.pre.instantiate(&mut store) {
+            Ok(func) => Ok(Instance {
+                store,
+                func,
+                logs,
+                limits,
+                instantiate: t0.elapsed(),
+            }),
+            Err(e) => Err(failure(e, &store, limits, &logs)),
+        }
+    }
+
+    /// Runs `main` once in `inst`. The spent instance comes back so that the caller can
+    /// answer first: dropping it resets the instance's memory, which takes a while. Blocking:
+    /// call from a blocking thread.
+    pub fn call(&self, inst: Instance, req: RunRequest) -> (Result<RunOutcome, RunError>, Spent) {
+        let Instance {
+            mut store,
+            func,
+            logs,
+            limits,
+            ..
+        } = inst;
+        let host = store.data_mut();
+        host.input = req.input;
+        let mut b = WasiCtxBuilder::new();
+        seeded(&mut b, req.seed);
+        std::mem::swap(host.wasi.random(), b.build().random());
+        // the time limit counts from the call, not from when the instance was made
+        store.set_epoch_deadline(deadline(limits));
+        let t1 = Instant::now();
+        let result = func.call_run(&mut store, &req.params);
+        let execute = t1.elapsed();
         let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
         let memory_hit = store.data().limiter.hit;
-        drop(store);
-        let logs = logs.contents().to_vec();
-        let (t1, result) = match outcome {
-            Ok(r) => r,
-            Err(e) => {
-                return Err(match e.downcast_ref::<Trap>() {
-                    Some(Trap::OutOfFuel) => RunError::OutOfFuel(limits.fuel, logs),
-                    Some(Trap::Interrupt) => RunError::Timeout(limits.timeout_ms, logs),
-                    _ if memory_hit => RunError::Memory(limits.memory, logs),
-                    _ => RunError::Trap(format!("{e:#}"), logs),
-                });
-            }
-        };
-        let (content_type, body) = match result {
-            Ok(ok) => ok,
-            Err(json) => {
+        let outcome = match result {
+            Err(e) => Err(failure(e, &store, limits, &logs)),
+            Ok(Err(json)) => {
                 let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
                 let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
                 let kind = field("type");
+                let logs = logs.contents().to_vec();
                 if kind == "MemoryError" && memory_hit {
-                    return Err(RunError::Memory(limits.memory, logs));
+                    Err(RunError::Memory(limits.memory, logs))
+                } else {
+                    Err(RunError::Exception {
+                        kind,
+                        message: field("message"),
+                        traceback: field("traceback"),
+                        logs,
+                    })
                 }
-                return Err(RunError::Exception {
-                    kind,
-                    message: field("message"),
-                    traceback: field("traceback"),
-                    logs,
-                });
             }
+            Ok(Ok((_, body))) if body.len() as u64 > limits.max_output => {
+                Err(RunError::OutputTooLarge {
+                    size: body.len() as u64,
+                    limit: limits.max_output,
+                })
+            }
+            Ok(Ok((content_type, body))) => Ok(RunOutcome {
+                content_type,
+                body,
+                logs: logs.contents().to_vec(),
+                fuel_used,
+                execute,
+            }),
         };
-        if body.len() as u64 > limits.max_output {
-            return Err(RunError::OutputTooLarge {
-                size: body.len() as u64,
-                limit: limits.max_output,
-            });
-        }
-        Ok(RunOutcome {
-            content_type,
-            body,
-            logs,
-            fuel_used,
-            instantiate: t1 - t0,
-            execute: t1.elapsed(),
-        })
+        (outcome, Spent(store))
+    }
+}
+
+/// A fresh instance from [`WasmEngine::instantiate`], not yet called.
+pub struct Instance {
+    store: Store<Host>,
+    func: Function,
+    logs: MemoryOutputPipe,
+    limits: Limits,
+    instantiate: Duration,
+}
+
+impl Instance {
+    /// The limits it was made with.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+    /// How long making it took.
+    pub fn instantiate_time(&self) -> Duration {
+        self.instantiate
+    }
+}
+
+/// An instance after its call. Dropping it returns its pooling slot, resetting its memory.
+pub struct Spent(#[allow(dead_code)] Store<Host>);
+
+/// Seeds all of the guest's random sources from `seed`.
+fn seeded(b: &mut WasiCtxBuilder, seed: [u8; 32]) {
+    b.secure_random(StdRng::from_seed(seed))
+        .insecure_random(StdRng::from_seed(flip(seed)))
+        .insecure_random_seed(u128::from_le_bytes(seed[..16].try_into().unwrap()));
+}
+
+/// The epoch deadline for a time limit, in ticks from now.
+fn deadline(limits: Limits) -> u64 {
+    limits.timeout_ms.div_ceil(TICK.as_millis() as u64).max(1)
+}
+
+/// What a trap (or a failed instantiation) means for the invocation.
+fn failure(
+    e: wasmtime::Error,
+    store: &Store<Host>,
+    limits: Limits,
+    logs: &MemoryOutputPipe,
+) -> RunError {
+    let logs = logs.contents().to_vec();
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => RunError::OutOfFuel(limits.fuel, logs),
+        Some(Trap::Interrupt) => RunError::Timeout(limits.timeout_ms, logs),
+        _ if store.data().limiter.hit => RunError::Memory(limits.memory, logs),
+        _ => RunError::Trap(format!("{e:#}"), logs),
     }
 }
 

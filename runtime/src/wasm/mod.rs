@@ -16,7 +16,7 @@ mod detfs;
 pub mod engine;
 pub mod stdlib;
 
-pub use engine::{Limits, Loaded, RunError, RunOutcome, RunRequest, WasmEngine};
+pub use engine::{Instance, Limits, Loaded, RunError, RunOutcome, RunRequest, Spent, WasmEngine};
 
 /// The WIT world every component targets.
 pub const WIT: &str = include_str!("function.wit");

@@ -1,0 +1,200 @@
+//! Instances made ahead of their requests.
+//!
+//! Making an instance of a Python component takes about as long as running a small function
+//! in it (mostly filling its function table). An instance is fresh until it is called: its
+//! input and random seed go in with the call. So after answering an invocation, its blocking
+//! thread makes the next instance of the same component, and the next invocation takes it
+//! instead of waiting for one. Each invocation still runs in an instance no other has used.
+
+use std::sync::Mutex;
+
+/// How many instances wait at most, over all components: each holds a pooling-allocator slot
+/// of its own, on top of the slots of running instances.
+pub const READY: usize = 8;
+/// How many wait per component, so that back-to-back invocations find one while the next ones
+/// are being made.
+const PER_COMPONENT: usize = 3;
+
+/// An instance made ahead, with the `/outputs` directory it mounts. (Generic so that the
+/// bookkeeping can be tested without making real instances.)
+pub struct Ready<I> {
+    component: String,
+    pub instance: I,
+    pub outputs: tempfile::TempDir,
+}
+
+pub struct ReadyPool<I> {
+    state: Mutex<State<I>>,
+    /// How many wait now.
+    waiting: prometheus::IntGauge,
+}
+
+struct State<I> {
+    /// Least recently made first.
+    ready: Vec<Ready<I>>,
+    /// Components whose instance is being made now.
+    making: Vec<String>,
+}
+
+impl<I> ReadyPool<I> {
+    pub fn new(waiting: prometheus::IntGauge) -> Self {
+        Self {
+            state: Mutex::new(State {
+                ready: Vec::new(),
+                making: Vec::new(),
+            }),
+            waiting,
+        }
+    }
+
+    /// The least recently made waiting instance of `component` that `fits`.
+    pub fn take(&self, component: &str, fits: impl Fn(&I) -> bool) -> Option<Ready<I>> {
+        let mut s = self.state.lock().unwrap();
+        let i = s
+            .ready
+            .iter()
+            .position(|r| r.component == component && fits(&r.instance))?;
+        let r = s.ready.remove(i);
+        self.waiting.set(s.ready.len() as i64);
+        Some(r)
+    }
+
+    /// Makes instances of `component` with `make` until [`PER_COMPONENT`] of them wait or are
+    /// being made. To stay within [`READY`] it may push out the least recently made instances
+    /// of other components; those are returned, for the caller to drop off the lock.
+    pub fn refill(
+        &self,
+        component: &str,
+        mut make: impl FnMut() -> Option<(I, tempfile::TempDir)>,
+    ) -> Vec<Ready<I>> {
+        let mut evicted = Vec::new();
+        loop {
+            {
+                let mut s = self.state.lock().unwrap();
+                let waiting = s.making.iter().filter(|c| *c == component).count()
+                    + s.ready.iter().filter(|r| r.component == component).count();
+                if waiting >= PER_COMPONENT {
+                    return evicted;
+                }
+                if s.ready.len() + s.making.len() >= READY {
+                    if s.ready.is_empty() {
+                        return evicted;
+                    }
+                    evicted.push(s.ready.remove(0));
+                    self.waiting.set(s.ready.len() as i64);
+                }
+                s.making.push(component.to_string());
+            }
+            // takes the component off `making` even if `make` panics
+            struct Making<'a, I>(&'a ReadyPool<I>, &'a str, Option<Ready<I>>);
+            impl<I> Drop for Making<'_, I> {
+                fn drop(&mut self) {
+                    let mut s = self.0.state.lock().unwrap();
+                    if let Some(i) = s.making.iter().position(|c| c == self.1) {
+                        s.making.remove(i);
+                    }
+                    s.ready.extend(self.2.take());
+                    self.0.waiting.set(s.ready.len() as i64);
+                }
+            }
+            let mut guard = Making(self, component, None);
+            let Some((instance, outputs)) = make() else {
+                return evicted;
+            };
+            guard.2 = Some(Ready {
+                component: component.to_string(),
+                instance,
+                outputs,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool() -> ReadyPool<u32> {
+        ReadyPool::new(prometheus::IntGauge::new("ready", "ready").unwrap())
+    }
+
+    fn maker(next: &mut u32) -> impl FnMut() -> Option<(u32, tempfile::TempDir)> + '_ {
+        move || {
+            *next += 1;
+            Some((*next, tempfile::tempdir().unwrap()))
+        }
+    }
+
+    #[test]
+    fn fills_one_component_to_its_share_and_hands_out_the_oldest_first() {
+        let p = pool();
+        let mut n = 0;
+        assert!(p.refill("a", maker(&mut n)).is_empty());
+        assert_eq!(
+            n, PER_COMPONENT as u32,
+            "made up to the per-component share"
+        );
+        assert_eq!(p.waiting.get(), PER_COMPONENT as i64);
+        // full: nothing more is made
+        p.refill("a", maker(&mut n));
+        assert_eq!(n, PER_COMPONENT as u32);
+        assert_eq!(p.take("a", |_| true).unwrap().instance, 1);
+        assert!(
+            p.take("b", |_| true).is_none(),
+            "another component's instance"
+        );
+        assert!(
+            p.take("a", |i| *i == 99).is_none(),
+            "made with other limits"
+        );
+        p.refill("a", maker(&mut n));
+        assert_eq!(
+            n,
+            PER_COMPONENT as u32 + 1,
+            "one made to replace the one taken"
+        );
+        let got: Vec<u32> =
+            std::iter::from_fn(|| p.take("a", |_| true).map(|r| r.instance)).collect();
+        assert_eq!(got, (2..=PER_COMPONENT as u32 + 1).collect::<Vec<_>>());
+        assert_eq!(p.waiting.get(), 0);
+    }
+
+    #[test]
+    fn stays_within_the_total_by_pushing_out_the_oldest() {
+        let p = pool();
+        let mut n = 0;
+        let full = READY / PER_COMPONENT;
+        for c in 0..full {
+            assert!(p.refill(&format!("c{c}"), maker(&mut n)).is_empty());
+        }
+        let room = READY - full * PER_COMPONENT;
+        assert!(room < PER_COMPONENT, "the test needs the total to run out");
+        let evicted = p.refill("new", maker(&mut n));
+        let evicted: Vec<(String, u32)> = evicted
+            .into_iter()
+            .map(|r| (r.component, r.instance))
+            .collect();
+        let oldest: Vec<(String, u32)> = (1..=(PER_COMPONENT - room) as u32)
+            .map(|i| ("c0".to_string(), i))
+            .collect();
+        assert_eq!(evicted, oldest, "the least recently made go first");
+        assert_eq!(p.waiting.get(), READY as i64);
+        assert!(p.take("new", |_| true).is_some());
+    }
+
+    #[test]
+    fn a_failed_or_panicking_make_leaves_no_reservation_behind() {
+        let p = pool();
+        assert!(p.refill("a", || None).is_empty());
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            p.refill("a", || panic!("instantiation panicked"))
+        }));
+        assert!(r.is_err());
+        let mut n = 0;
+        p.refill("a", maker(&mut n));
+        assert_eq!(
+            n, PER_COMPONENT as u32,
+            "nothing still counted as being made"
+        );
+    }
+}
