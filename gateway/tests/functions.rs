@@ -61,7 +61,16 @@ def main(input, params):
             return {m.name: (t.extractfile(m).read().decode() if m.isfile() else "<dir>") for m in t.getmembers()}
     if mode == "det":
         import fractions  # not imported at deploy time: the stdlib must be mounted
-        return {
+        # written in an order no host directory keeps by itself: it lists back in name order
+        for n in ["zeta", "alpha", "mu", "beta", "omega", "kappa", "delta"]:
+            with open("/outputs/" + n, "w") as f:
+                f.write(n)
+        st = os.stat("/outputs/zeta")
+        fs = {"ls": os.listdir("/outputs"), "ino": st.st_ino,
+              "times": sorted({st.st_mtime, st.st_ctime, st.st_atime,
+                               os.stat("/outputs").st_mtime, os.stat("/1").st_mtime,
+                               os.stat("/1/function.py").st_mtime})}
+        return {"fs": fs,
             "time": time.time(), "mono": time.monotonic(), "random": random.random(),
             "urandom": os.urandom(8).hex(), "hash": hash("abc"), "uuid": str(uuid.uuid4()),
             "frac": str(fractions.Fraction(3, 9)), "env": dict(os.environ), "nan": str(float("nan")),
@@ -400,6 +409,13 @@ async fn deploy_invoke_limits_cache_and_determinism() {
     assert_eq!(det["env"], serde_json::json!({}), "no host environment");
     assert_eq!(det["frac"], "1/3");
     assert_eq!(det["time"].as_f64().unwrap().floor(), 1_700_000_000.0);
+    // what the guest sees of files: the host's times, inode numbers and directory order would
+    // differ between runs and machines
+    assert_eq!(
+        det["fs"]["ls"],
+        serde_json::json!(["alpha", "beta", "delta", "kappa", "mu", "omega", "zeta"])
+    );
+    assert_eq!(det["fs"]["times"], serde_json::json!([1_700_000_000.0]));
     let (det2, det2_cid) =
         invoke_json(&s, "probe", &format!("cid={file}&mode=det&cache=false")).await;
     assert_eq!(det, det2);

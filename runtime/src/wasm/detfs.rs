@@ -1,11 +1,14 @@
-//! A deterministic view of the file system for the deploy-time snapshot.
+//! A deterministic view of the file system, for the deploy-time snapshot and for invocations.
 //!
 //! CPython's import system stats every directory and source file it looks at and lists
 //! directories. Those values (times, inode-derived hashes, host directory order) end up in the
 //! heap, and freed objects keep them, so the snapshot would differ between two builds of the same
-//! bundle. This wraps wasmtime-wasi's filesystem host: every timestamp reads as one fixed instant,
-//! the metadata hash derives from the path and size, and directories list in name order. Every
-//! other call is delegated unchanged (the delegation is mechanical: one method per WASI call).
+//! bundle. At run time a function sees the same values directly (`os.stat`, `os.listdir` on
+//! `/outputs` or the mounted stdlib), so its output would depend on when and on which machine it
+//! ran. This wraps wasmtime-wasi's filesystem host: every timestamp reads as one fixed instant,
+//! the metadata hash (the guest's `st_ino`) derives from the path and size, and directories list
+//! in name order. Every other call is delegated unchanged (the delegation is mechanical: one
+//! method per WASI call).
 
 #![allow(clippy::too_many_arguments)]
 
@@ -23,7 +26,37 @@ use wasmtime_wasi_io::streams::{DynInputStream, DynOutputStream};
 /// The instant every file claims for all its times (2023-11-14T22:13:20Z).
 pub const FIXED_SECONDS: u64 = 1_700_000_000;
 
-pub struct DetFsView<'a>(WasiFilesystemCtxView<'a>);
+/// The file system of one store, and where its sorted listings are kept.
+pub struct DetFsView<'a>(WasiFilesystemCtxView<'a>, Listings<'a>);
+
+/// Directory listings read in full and sorted, by stream handle.
+pub type SortedListings = HashMap<u32, VecDeque<types::DirectoryEntry>>;
+
+enum Listings<'a> {
+    /// In one map for the whole process: builds run one at a time.
+    Shared,
+    /// In the store's own map: invocations run side by side, with overlapping handles.
+    Own(&'a mut SortedListings),
+}
+
+impl DetFsView<'_> {
+    fn listings<R>(&mut self, f: impl FnOnce(&mut SortedListings) -> R) -> R {
+        match &mut self.1 {
+            Listings::Shared => f(&mut shared()),
+            Listings::Own(m) => f(m),
+        }
+    }
+}
+
+/// A store's data that can lend a [`DetFsView`] (the run-time engine's host).
+pub trait DetFsHost: Send {
+    /// The store's file system and its own listings map.
+    fn parts(&mut self) -> (WasiFilesystemCtxView<'_>, &mut SortedListings);
+    fn detfs(&mut self) -> DetFsView<'_> {
+        let (fs, own) = self.parts();
+        DetFsView(fs, Listings::Own(own))
+    }
+}
 
 struct DetFs;
 impl HasData for DetFs {
@@ -34,13 +67,12 @@ impl HasData for DetFs {
 pub fn add_to_linker<T: WasiFilesystemView + 'static>(
     linker: &mut Linker<T>,
 ) -> wasmtime::Result<()> {
-    types::add_to_linker::<T, DetFs>(linker, |t| DetFsView(t.filesystem()))
+    types::add_to_linker::<T, DetFs>(linker, |t| DetFsView(t.filesystem(), Listings::Shared))
 }
 
-/// Directory listings read in full and sorted, by stream handle. Builds run one at a time, and
-/// a handle is removed when the guest drops its stream.
-fn sorted() -> MutexGuard<'static, HashMap<u32, VecDeque<types::DirectoryEntry>>> {
-    static M: OnceLock<Mutex<HashMap<u32, VecDeque<types::DirectoryEntry>>>> = OnceLock::new();
+/// The build's listings. A handle is removed when the guest drops its stream.
+fn shared() -> MutexGuard<'static, SortedListings> {
+    static M: OnceLock<Mutex<SortedListings>> = OnceLock::new();
     M.get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -159,7 +191,7 @@ impl HostDescriptor for DetFsView<'_> {
             entries.push(e);
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
-        sorted().insert(stream.rep(), entries.into());
+        self.listings(|m| m.insert(stream.rep(), entries.into()));
         Ok(stream)
     }
 
@@ -332,14 +364,26 @@ impl HostDirectoryEntryStream for DetFsView<'_> {
         &mut self,
         stream: Resource<types::DirectoryEntryStream>,
     ) -> FsResult<Option<types::DirectoryEntry>> {
-        if let Some(q) = sorted().get_mut(&stream.rep()) {
-            return Ok(q.pop_front());
+        if let Some(next) = self.listings(|m| m.get_mut(&stream.rep()).map(|q| q.pop_front())) {
+            return Ok(next);
         }
         self.0.read_directory_entry(stream).await
     }
 
     fn drop(&mut self, stream: Resource<types::DirectoryEntryStream>) -> wasmtime::Result<()> {
-        sorted().remove(&stream.rep());
+        self.listings(|m| m.remove(&stream.rep()));
         HostDirectoryEntryStream::drop(&mut self.0, stream)
     }
+}
+
+/// At run time: replaces the `wasi:filesystem/types` that wasmtime-wasi's synchronous bindings
+/// linked with the same interface over this view (see `detfs_sync`).
+pub fn shadow_sync<T: DetFsHost + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let r = wasmtime_wasi::p2::bindings::sync::filesystem::types::add_to_linker::<T, DetFs>(
+        linker,
+        T::detfs,
+    );
+    linker.allow_shadowing(false);
+    r
 }

@@ -125,6 +125,24 @@ struct Host {
     input: Box<dyn InputReader>,
     input_error: String,
     limiter: Limiter,
+    /// Directory listings the guest is reading, sorted (see `detfs`). An entry whose stream
+    /// the guest dropped early stays until its handle is reused or the store is dropped.
+    listings: super::detfs::SortedListings,
+}
+
+impl super::detfs::DetFsHost for Host {
+    fn parts(
+        &mut self,
+    ) -> (
+        wasmtime_wasi::filesystem::WasiFilesystemCtxView<'_>,
+        &mut super::detfs::SortedListings,
+    ) {
+        let fs = wasmtime_wasi::filesystem::WasiFilesystemCtxView {
+            ctx: self.wasi.filesystem(),
+            table: &mut self.table,
+        };
+        (fs, &mut self.listings)
+    }
 }
 
 impl WasiView for Host {
@@ -255,6 +273,8 @@ impl WasmEngine {
         let engine = Engine::new(&c).map_err(wasm_err)?;
         let mut linker: Linker<Host> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_err)?;
+        // the guest sees fixed file times and hashes and sorted listings, as at deploy time
+        super::detfs::shadow_sync(&mut linker).map_err(wasm_err)?;
         ipfaas::function::input::add_to_linker::<Host, HasSelf<Host>>(&mut linker, |h| h)
             .map_err(wasm_err)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -393,6 +413,7 @@ impl WasmEngine {
             table: ResourceTable::new(),
             input: Box::new(super::BytesInput(bytes::Bytes::new())),
             input_error: String::new(),
+            listings: Default::default(),
             limiter: Limiter {
                 memory: limits.memory.min(MAX_MEMORY) as usize,
                 hit: false,

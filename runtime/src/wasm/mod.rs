@@ -13,6 +13,7 @@
 
 pub mod builder;
 mod detfs;
+mod detfs_sync;
 pub mod engine;
 pub mod stdlib;
 
