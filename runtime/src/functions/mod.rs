@@ -274,6 +274,8 @@ struct Inner {
     builds: tokio::sync::Mutex<()>,
     slots: Arc<Semaphore>,
     ready: ready::ReadyPool<wasm::Instance>,
+    /// Hands spent instances to the refill threads.
+    refill: std::sync::mpsc::Sender<After>,
     metrics: FnMetrics,
 }
 
@@ -385,6 +387,7 @@ impl Functions {
                 builds: tokio::sync::Mutex::new(()),
                 slots: Arc::new(Semaphore::new(cfg.instances as usize)),
                 ready: ready::ReadyPool::new(metrics.ready.clone()),
+                refill: refill_threads()?,
                 metrics,
             }),
         };
@@ -1042,7 +1045,7 @@ impl Functions {
                 let run = std::panic::AssertUnwindSafe(|| job.run(Some(r)));
                 let (answer, after) = tokio::task::block_in_place(|| std::panic::catch_unwind(run))
                     .map_err(|_| io_err("the invocation's thread panicked"))?;
-                tokio::task::spawn_blocking(move || after.finish());
+                self.inner.after(after);
                 answer
             }
             ready => {
@@ -1050,7 +1053,7 @@ impl Functions {
                 tokio::task::spawn_blocking(move || {
                     let (answer, after) = job.run(ready);
                     let _ = tx.send(answer);
-                    after.finish();
+                    after.job.inner.clone().after(after);
                 });
                 rx.await
                     .map_err(|_| io_err("the invocation's thread ended without an answer"))?
@@ -1253,56 +1256,79 @@ impl Job {
 impl After {
     /// Resets the spent instance and makes the next ones of the component. Blocking.
     ///
-    /// None of this may slow the invocations running now, so it runs at idle priority, on
-    /// CPU time they leave. Under full load it falls behind: the spent instance holds its
-    /// slot a little longer, and invocations find no instance waiting and make their own, as
-    /// they would without this.
+    /// Runs on a refill thread, at idle priority (see [`refill_threads`]).
     fn finish(self) {
-        at_idle_priority(|| {
-            let After { job, spent } = self;
-            let inner = &job.inner;
-            if let Some((spent, outputs, empty)) = spent {
-                drop(spent);
-                if empty {
-                    inner.spare_outputs_dir(outputs);
-                }
+        let After { job, spent } = self;
+        let inner = &job.inner;
+        if let Some((spent, outputs, empty)) = spent {
+            drop(spent);
+            if empty {
+                inner.spare_outputs_dir(outputs);
             }
-            drop(job.permit);
-            let (loaded, limits) = (&job.loaded, job.def.limits);
-            let evicted = inner.ready.refill(&job.def.component, || {
-                new_instance(inner, loaded, limits).ok()
-            });
-            for r in evicted {
-                drop(r.instance);
-                inner.spare_outputs_dir(r.outputs);
-            }
-        })
+        }
+        drop(job.permit);
+        let (loaded, limits) = (&job.loaded, job.def.limits);
+        let evicted = inner.ready.refill(&job.def.component, || {
+            new_instance(inner, loaded, limits).ok()
+        });
+        for r in evicted {
+            drop(r.instance);
+            inner.spare_outputs_dir(r.outputs);
+        }
     }
 }
 
-/// Runs `f` with this thread at the `SCHED_IDLE` policy: it gets a CPU only when no other
-/// thread wants it. Where the policy cannot be set, `f` runs as it is.
-fn at_idle_priority<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_os = "linux")]
-    {
-        fn set(policy: libc::c_int) -> bool {
-            let p = libc::sched_param { sched_priority: 0 };
-            // SAFETY: pid 0 is the calling thread; `p` is a valid sched_param.
-            unsafe { libc::sched_setscheduler(0, policy, &p) == 0 }
-        }
-        // sets the thread back even if `f` panics: the blocking pool reuses it
-        struct Restore;
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                set(libc::SCHED_OTHER);
-            }
-        }
-        if set(libc::SCHED_IDLE) {
-            let _restore = Restore;
-            return f();
+impl Inner {
+    /// Queues what is left of an invocation for a refill thread; never blocks.
+    fn after(&self, after: After) {
+        let sent = self.refill.send(after);
+        // no refill thread left (they only end with the process): finish on the blocking pool
+        if let Err(std::sync::mpsc::SendError(after)) = sent {
+            tokio::task::spawn_blocking(move || after.finish());
         }
     }
-    f()
+}
+
+/// Threads that reset spent instances and make the next ones, one per CPU. None of this may
+/// slow the invocations running now, so they run at the `SCHED_IDLE` policy: the kernel gives
+/// them a CPU only when no other thread wants it, and never preempts a request for them. Under
+/// full load they fall behind: a spent instance holds its slot a little longer, and
+/// invocations find no instance waiting and make their own, as they would without this.
+fn refill_threads() -> Result<std::sync::mpsc::Sender<After>> {
+    let (tx, rx) = std::sync::mpsc::channel::<After>();
+    let rx = Arc::new(Mutex::new(rx));
+    let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // making an instance opens its preopened directories, which may want the runtime
+    let rt = tokio::runtime::Handle::current();
+    for i in 0..n {
+        let (rx, rt) = (rx.clone(), rt.clone());
+        std::thread::Builder::new()
+            .name(format!("wasm-refill-{i}"))
+            .spawn(move || {
+                let _rt = rt.enter();
+                #[cfg(target_os = "linux")]
+                {
+                    let p = libc::sched_param { sched_priority: 0 };
+                    // SAFETY: pid 0 is the calling thread; `p` is a valid sched_param.
+                    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &p) } != 0 {
+                        tracing::warn!(
+                            "refill thread stays at normal priority: {}",
+                            std::io::Error::last_os_error()
+                        );
+                    }
+                }
+                loop {
+                    let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    // every sender is gone: the functions service was dropped
+                    let Ok(after) = next else { return };
+                    let finish = std::panic::AssertUnwindSafe(|| after.finish());
+                    if std::panic::catch_unwind(finish).is_err() {
+                        tracing::error!("making instances ahead panicked");
+                    }
+                }
+            })?;
+    }
+    Ok(tx)
 }
 
 /// A fresh instance of `loaded`, with an `/outputs` directory of its own. Blocking.
