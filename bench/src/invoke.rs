@@ -379,13 +379,17 @@ pub async fn run(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&cache)?;
     let mut a = tokio::task::spawn_blocking({
         let cache = cache.clone();
-        move || wasi_python(&cache, 10)
+        // 30 runs, as for (b): the ratio is only as steady as this median
+        move || wasi_python(&cache, 30)
     })
     .await??;
     let a_med = pct(&mut a, 0.5);
     println!(
-        "(a) CPython 3.12.0 for WASI, no pre-initialisation, fresh instance: median {:.1} ms",
-        ms(a_med)
+        "(a) CPython 3.12.0 for WASI, no pre-initialisation, fresh instance: median {:.1} ms (min {:.1}, max {:.1}, {} runs)",
+        ms(a_med),
+        ms(pct(&mut a, 0.0)),
+        ms(pct(&mut a, 1.0)),
+        a.len()
     );
     let mut b = tokio::task::spawn_blocking(|| native_python(30)).await??;
     let b_med = pct(&mut b, 0.5);
