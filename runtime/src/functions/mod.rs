@@ -1025,9 +1025,9 @@ impl Functions {
             inner: self.inner.clone(),
             loaded,
             def,
-            run_req: Some(run_req),
+            run_req,
             record_path,
-            running: Some(active),
+            running: active,
             permit,
         };
         let limits = job.def.limits;
@@ -1045,7 +1045,7 @@ impl Functions {
                 let run = std::panic::AssertUnwindSafe(|| job.run(Some(r)));
                 let (answer, after) = tokio::task::block_in_place(|| std::panic::catch_unwind(run))
                     .map_err(|_| io_err("the invocation's thread panicked"))?;
-                self.inner.after(after);
+                after.queue();
                 answer
             }
             ready => {
@@ -1053,13 +1053,18 @@ impl Functions {
                 tokio::task::spawn_blocking(move || {
                     let (answer, after) = job.run(ready);
                     let _ = tx.send(answer);
-                    after.job.inner.clone().after(after);
+                    after.queue();
                 });
                 rx.await
                     .map_err(|_| io_err("the invocation's thread ended without an answer"))?
             }
         };
-        let (out, published, publish, waited) = answer?;
+        let Answered {
+            out,
+            published,
+            publish,
+            waited,
+        } = answer?;
         m.stage
             .with_label_values(&["execute"])
             .observe(out.execute.as_secs_f64());
@@ -1172,45 +1177,58 @@ struct Job {
     inner: Arc<Inner>,
     loaded: Arc<wasm::Loaded>,
     def: FunctionDef,
-    run_req: Option<RunRequest>,
+    run_req: RunRequest,
     record_path: PathBuf,
     /// Counted as running until the call returns.
-    running: Option<Active>,
+    running: Active,
     /// A pooling slot, held until the instance is reset.
     permit: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// What an invocation's answer is: the run's outcome, the published CIDs, how long the publish
-/// took and how long the request waited for its instance.
-type Answer = Result<
-    (
-        wasm::RunOutcome,
-        Result<(String, Option<String>, Option<String>)>,
-        Duration,
-        Duration,
-    ),
-    RunError,
->;
+/// A Python invocation's answer.
+struct Answered {
+    out: wasm::RunOutcome,
+    /// The CIDs of the output, of `/outputs` and of the logs.
+    published: Result<(String, Option<String>, Option<String>)>,
+    /// How long publishing took.
+    publish: Duration,
+    /// How long the request waited for its instance: zero when one was made ahead.
+    waited: Duration,
+}
 
 /// What is left to do once the answer has gone out.
 struct After {
-    job: Job,
+    inner: Arc<Inner>,
+    loaded: Arc<wasm::Loaded>,
+    def: FunctionDef,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    /// The spent instance, its `/outputs` directory and whether that was left empty; `None`
+    /// when no instance could be made for the invocation.
     spent: Option<(wasm::Spent, tempfile::TempDir, bool)>,
 }
 
 impl Job {
     /// Runs the invocation in `ready`, or in an instance made now. Blocking.
-    fn run(mut self, ready: Option<ready::Ready<wasm::Instance>>) -> (Answer, After) {
-        let run_req = self.run_req.take().expect("a job runs once");
-        let record_path = std::mem::take(&mut self.record_path);
-        let inner = &self.inner;
+    fn run(
+        self,
+        ready: Option<ready::Ready<wasm::Instance>>,
+    ) -> (Result<Answered, RunError>, After) {
+        let Job {
+            inner,
+            loaded,
+            def,
+            run_req,
+            record_path,
+            running,
+            permit,
+        } = self;
         let m = &inner.metrics;
         let made = match ready {
             Some(r) => {
                 m.instances.with_label_values(&["ahead"]).inc();
                 Ok((r.instance, r.outputs, Duration::ZERO))
             }
-            None => new_instance(inner, &self.loaded, self.def.limits).map(|(i, d)| {
+            None => new_instance(&inner, &loaded, def.limits).map(|(i, d)| {
                 m.instances.with_label_values(&["on_request"]).inc();
                 let t = i.instantiate_time();
                 (i, d, t)
@@ -1220,7 +1238,10 @@ impl Job {
             Ok(x) => x,
             Err(e) => {
                 let after = After {
-                    job: self,
+                    inner,
+                    loaded,
+                    def,
+                    permit,
                     spent: None,
                 };
                 return (Err(e), after);
@@ -1230,7 +1251,7 @@ impl Job {
             .with_label_values(&["instantiate"])
             .observe(instance.instantiate_time().as_secs_f64());
         let (out, spent) = inner.engine.call(instance, run_req);
-        drop(self.running.take());
+        drop(running);
         let mut empty = false;
         let answer = out.map(|out| {
             let t = Instant::now();
@@ -1238,7 +1259,7 @@ impl Job {
                 content_type: out.content_type.clone(),
             };
             let published = publish(
-                inner,
+                &inner,
                 &out.body,
                 &out.logs,
                 outputs.path(),
@@ -1246,45 +1267,60 @@ impl Job {
             );
             // no outputs CID: the function left the directory empty
             empty = matches!(&published, Ok((_, None, _)));
-            (out, published, t.elapsed(), waited)
+            Answered {
+                out,
+                published,
+                publish: t.elapsed(),
+                waited,
+            }
         });
-        let spent = Some((spent, outputs, empty));
-        (answer, After { job: self, spent })
+        let after = After {
+            inner,
+            loaded,
+            def,
+            permit,
+            spent: Some((spent, outputs, empty)),
+        };
+        (answer, after)
     }
 }
 
 impl After {
+    /// Hands this to a refill thread; never blocks.
+    fn queue(self) {
+        let inner = self.inner.clone();
+        // no refill thread left (they only end with the process): finish on the blocking pool
+        if let Err(std::sync::mpsc::SendError(after)) = inner.refill.send(self) {
+            tokio::task::spawn_blocking(move || after.finish());
+        }
+    }
+
     /// Resets the spent instance and makes the next ones of the component. Blocking.
     ///
     /// Runs on a refill thread, at idle priority (see [`refill_threads`]).
     fn finish(self) {
-        let After { job, spent } = self;
-        let inner = &job.inner;
-        if let Some((spent, outputs, empty)) = spent {
-            drop(spent);
-            if empty {
-                inner.spare_outputs_dir(outputs);
-            }
+        let After {
+            inner,
+            loaded,
+            def,
+            permit,
+            spent,
+        } = self;
+        // no instance could be made for the invocation: making more now would fail alike
+        let Some((spent, outputs, empty)) = spent else {
+            return;
+        };
+        drop(spent);
+        if empty {
+            inner.spare_outputs_dir(outputs);
         }
-        drop(job.permit);
-        let (loaded, limits) = (&job.loaded, job.def.limits);
-        let evicted = inner.ready.refill(&job.def.component, || {
-            new_instance(inner, loaded, limits).ok()
+        drop(permit);
+        let evicted = inner.ready.refill(&def.component, || {
+            new_instance(&inner, &loaded, def.limits).ok()
         });
         for r in evicted {
             drop(r.instance);
             inner.spare_outputs_dir(r.outputs);
-        }
-    }
-}
-
-impl Inner {
-    /// Queues what is left of an invocation for a refill thread; never blocks.
-    fn after(&self, after: After) {
-        let sent = self.refill.send(after);
-        // no refill thread left (they only end with the process): finish on the blocking pool
-        if let Err(std::sync::mpsc::SendError(after)) = sent {
-            tokio::task::spawn_blocking(move || after.finish());
         }
     }
 }
@@ -1338,9 +1374,7 @@ fn new_instance(
     limits: Limits,
 ) -> Result<(wasm::Instance, tempfile::TempDir), RunError> {
     let outputs = inner.outputs_dir()?;
-    let instance = inner
-        .engine
-        .instantiate(loaded, Some(outputs.path()), limits)?;
+    let instance = inner.engine.instantiate(loaded, outputs.path(), limits)?;
     Ok((instance, outputs))
 }
 

@@ -125,8 +125,8 @@ struct Host {
     input: Box<dyn InputReader>,
     input_error: String,
     limiter: Limiter,
-    /// Directory listings the guest is reading, sorted (see `detfs`). An entry whose stream
-    /// the guest dropped early stays until its handle is reused or the store is dropped.
+    /// Directory listings the guest is reading, sorted (see `detfs`); an entry goes when the
+    /// guest drops its stream.
     listings: super::detfs::SortedListings,
 }
 
@@ -374,11 +374,12 @@ impl WasmEngine {
 
     /// Makes a fresh instance for one invocation. No guest code runs here, and nothing of the
     /// invocation is known yet: its input and random seed go in with [`Self::call`]. So an
-    /// instance can be made before its request arrives. Blocking: call from a blocking thread.
+    /// instance can be made before its request arrives. `outputs` is the host directory the
+    /// guest sees as `/outputs` (read-write). Blocking: call from a blocking thread.
     pub fn instantiate(
         &self,
         loaded: &Loaded,
-        outputs: Option<&Path>,
+        outputs: &Path,
         limits: Limits,
     ) -> Result<Instance, RunError> {
         let logs = MemoryOutputPipe::new(MAX_LOGS);
@@ -405,9 +406,7 @@ impl WasmEngine {
         for (host, guest) in loaded.mounts.iter().zip(GUEST_PATHS) {
             preopen(&mut b, host, guest.trim_start_matches('/'), false)?;
         }
-        if let Some(out) = outputs {
-            preopen(&mut b, out, "outputs", true)?;
-        }
+        preopen(&mut b, outputs, "outputs", true)?;
         let host = Host {
             wasi: b.build(),
             table: ResourceTable::new(),
