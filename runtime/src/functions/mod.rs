@@ -1315,9 +1315,12 @@ impl After {
             inner.spare_outputs_dir(outputs);
         }
         drop(permit);
-        let evicted = inner.ready.refill(&def.component, || {
-            new_instance(&inner, &loaded, def.limits).ok()
-        });
+        let limits = def.limits;
+        let evicted = inner.ready.refill(
+            &def.component,
+            |i| i.limits() == limits,
+            || new_instance(&inner, &loaded, limits).ok(),
+        );
         for r in evicted {
             drop(r.instance);
             inner.spare_outputs_dir(r.outputs);

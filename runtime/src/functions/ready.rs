@@ -60,11 +60,14 @@ impl<I> ReadyPool<I> {
     }
 
     /// Makes instances of `component` with `make` until [`PER_COMPONENT`] of them wait or are
-    /// being made. To stay within [`READY`] it may push out the least recently made instances
-    /// of other components; those are returned, for the caller to drop off the lock.
+    /// being made. Only waiting instances that `fit` count: a component redeployed with other
+    /// limits keeps its component CID, and instances made with the old limits are never taken.
+    /// To stay within [`READY`] it may push out the least recently made instances; those are
+    /// returned, for the caller to drop off the lock.
     pub fn refill(
         &self,
         component: &str,
+        fits: impl Fn(&I) -> bool,
         mut make: impl FnMut() -> Option<(I, tempfile::TempDir)>,
     ) -> Vec<Ready<I>> {
         let mut evicted = Vec::new();
@@ -72,7 +75,10 @@ impl<I> ReadyPool<I> {
             {
                 let mut s = self.state.lock().unwrap();
                 let waiting = s.making.iter().filter(|c| *c == component).count()
-                    + s.ready.iter().filter(|r| r.component == component).count();
+                    + s.ready
+                        .iter()
+                        .filter(|r| r.component == component && fits(&r.instance))
+                        .count();
                 if waiting >= PER_COMPONENT {
                     return evicted;
                 }
@@ -129,14 +135,14 @@ mod tests {
     fn fills_one_component_to_its_share_and_hands_out_the_oldest_first() {
         let p = pool();
         let mut n = 0;
-        assert!(p.refill("a", maker(&mut n)).is_empty());
+        assert!(p.refill("a", |_| true, maker(&mut n)).is_empty());
         assert_eq!(
             n, PER_COMPONENT as u32,
             "made up to the per-component share"
         );
         assert_eq!(p.waiting.get(), PER_COMPONENT as i64);
         // full: nothing more is made
-        p.refill("a", maker(&mut n));
+        p.refill("a", |_| true, maker(&mut n));
         assert_eq!(n, PER_COMPONENT as u32);
         assert_eq!(p.take("a", |_| true).unwrap().instance, 1);
         assert!(
@@ -147,7 +153,7 @@ mod tests {
             p.take("a", |i| *i == 99).is_none(),
             "made with other limits"
         );
-        p.refill("a", maker(&mut n));
+        p.refill("a", |_| true, maker(&mut n));
         assert_eq!(
             n,
             PER_COMPONENT as u32 + 1,
@@ -165,11 +171,14 @@ mod tests {
         let mut n = 0;
         let full = READY / PER_COMPONENT;
         for c in 0..full {
-            assert!(p.refill(&format!("c{c}"), maker(&mut n)).is_empty());
+            assert!(
+                p.refill(&format!("c{c}"), |_| true, maker(&mut n))
+                    .is_empty()
+            );
         }
         let room = READY - full * PER_COMPONENT;
         assert!(room < PER_COMPONENT, "the test needs the total to run out");
-        let evicted = p.refill("new", maker(&mut n));
+        let evicted = p.refill("new", |_| true, maker(&mut n));
         let evicted: Vec<(String, u32)> = evicted
             .into_iter()
             .map(|r| (r.component, r.instance))
@@ -183,15 +192,29 @@ mod tests {
     }
 
     #[test]
+    fn instances_made_with_other_limits_do_not_fill_the_share() {
+        let p = pool();
+        let mut n = 0;
+        // "limits" here: instances numbered up to PER_COMPONENT are the old ones
+        let old = PER_COMPONENT as u32;
+        p.refill("a", |_| true, maker(&mut n));
+        assert_eq!(n, old);
+        p.refill("a", |i| *i > old, maker(&mut n));
+        assert_eq!(n, 2 * old, "a full share made with the new limits");
+        assert_eq!(p.take("a", |i| *i > old).unwrap().instance, old + 1);
+        assert_eq!(p.waiting.get(), (2 * PER_COMPONENT - 1) as i64);
+    }
+
+    #[test]
     fn a_failed_or_panicking_make_leaves_no_reservation_behind() {
         let p = pool();
-        assert!(p.refill("a", || None).is_empty());
+        assert!(p.refill("a", |_| true, || None).is_empty());
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            p.refill("a", || panic!("instantiation panicked"))
+            p.refill("a", |_| true, || panic!("instantiation panicked"))
         }));
         assert!(r.is_err());
         let mut n = 0;
-        p.refill("a", maker(&mut n));
+        p.refill("a", |_| true, maker(&mut n));
         assert_eq!(
             n, PER_COMPONENT as u32,
             "nothing still counted as being made"
