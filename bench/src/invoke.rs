@@ -120,6 +120,49 @@ async fn invoke(http: &reqwest::Client, url: &str) -> Result<bytes::Bytes> {
     Ok(r.bytes().await?)
 }
 
+/// `iters` sequential POSTs (GETs for `/healthz`) to `url` after 200 unmeasured ones, each
+/// timed from send to the last body byte; checks each body against `expect`.
+///
+/// Latency is measured from a client on a single-threaded runtime. One request at a time needs
+/// only one thread, and a multi-threaded client runtime adds wakeups between its own threads to
+/// every round trip, on the same two cores the server runs on: that is the client's cost, not
+/// the server's. (`wrk -t1 -c1` is the same kind of client.)
+async fn sequential(
+    http: &reqwest::Client,
+    url: &str,
+    iters: usize,
+    expect: Option<&[u8]>,
+) -> Result<Vec<Duration>> {
+    let one = || async {
+        let r = if expect.is_some() {
+            invoke(http, url).await?
+        } else {
+            http.get(url)
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?
+        };
+        if let Some(e) = expect
+            && r.as_ref() != e
+        {
+            bail!("{url} returned {r:?}");
+        }
+        anyhow::Ok(())
+    };
+    for _ in 0..200 {
+        one().await?;
+    }
+    let mut out = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let t = Instant::now();
+        one().await?;
+        out.push(t.elapsed());
+    }
+    Ok(out)
+}
+
 pub(crate) fn pct(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 - 1.0) * p).round() as usize]
@@ -312,43 +355,42 @@ pub async fn run(args: &[String]) -> Result<()> {
         s.url
     );
 
-    // latency, one request at a time
-    for _ in 0..200 {
-        invoke(&http, &url).await?;
-    }
-    let mut lat = Vec::with_capacity(iters);
-    for _ in 0..iters {
-        let t = Instant::now();
-        let b = invoke(&http, &url).await?;
-        lat.push(t.elapsed());
-        if b.as_ref() != b"ok" {
-            bail!("trivial returned {b:?}");
-        }
-    }
+    // latency, one request at a time, from a client with one thread (see `sequential`)
+    let (mut lat, mut http_only) = {
+        let (url, health) = (url.clone(), format!("{}/healthz", s.url));
+        std::thread::spawn(move || -> Result<_> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let http = reqwest::Client::new();
+                let lat = sequential(&http, &url, iters, Some(b"ok")).await?;
+                let http_only = sequential(&http, &health, iters, None).await?;
+                anyhow::Ok((lat, http_only))
+            })
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the latency client panicked"))??
+    };
+    // the same requests from the multi-threaded client that the throughput runs use, which is
+    // what this benchmark measured before: its own wakeups are in these numbers
+    let mut lat_mt = sequential(&http, &url, iters, Some(b"ok")).await?;
     let med = pct(&mut lat, 0.5);
     let p99 = pct(&mut lat, 0.99);
     let stages = stage_means(&http, &s.url).await?;
     println!(
-        "ipfaas over HTTP, fresh instance per request: median {:.3} ms, p99 {:.3} ms ({iters} sequential)",
+        "ipfaas over HTTP, fresh instance per request: median {:.3} ms, p99 {:.3} ms ({iters} sequential, single-threaded client)",
         ms(med),
         ms(p99)
     );
-
-    println!("  server-side stage means over all invocations so far: {stages}");
-    // what HTTP alone costs on this machine: the same client, a handler that does no work
-    let mut http_only = Vec::with_capacity(iters);
-    for _ in 0..iters {
-        let t = Instant::now();
-        http.get(format!("{}/healthz", s.url))
-            .send()
-            .await?
-            .error_for_status()?
-            .bytes()
-            .await?;
-        http_only.push(t.elapsed());
-    }
     println!(
-        "  HTTP alone (GET /healthz, same client): median {:.3} ms",
+        "  the same from a multi-threaded client (tokio, 2 workers): median {:.3} ms, p99 {:.3} ms",
+        ms(pct(&mut lat_mt, 0.5)),
+        ms(pct(&mut lat_mt, 0.99))
+    );
+    println!("  server-side stage means over all invocations so far: {stages}");
+    println!(
+        "  HTTP alone (GET /healthz, single-threaded client): median {:.3} ms",
         ms(pct(&mut http_only, 0.5))
     );
 
