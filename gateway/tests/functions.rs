@@ -82,6 +82,10 @@ def main(input, params):
         with open("/outputs/sub/b.txt", "w") as f:
             f.write("beta\n")
         return "wrote 2 files"
+    if mode == "mkdir":
+        # creates no file: the host must still see that /outputs is not empty
+        os.mkdir("/outputs/empty")
+        return "made a directory"
     if mode == "ls_outputs":
         return sorted(os.listdir("/outputs"))
     if mode == "escape":
@@ -483,6 +487,23 @@ async fn deploy_invoke_limits_cache_and_determinism() {
     for _ in 0..3 {
         assert_eq!(invoke_json(&s, "probe", &ls).await.0, serde_json::json!([]));
     }
+    // an invocation that writes nothing publishes no `/outputs`; one that only makes a
+    // directory does
+    let r = invoke(&s, "probe", &ls).await;
+    assert!(r.headers().get("x-ipfaas-outputs-cid").is_none());
+    let r = invoke(&s, "probe", &format!("cid={file}&mode=mkdir")).await;
+    assert_eq!(r.status(), 200);
+    let outs = header(&r, "x-ipfaas-outputs-cid");
+    let v: Value = client()
+        .post(format!("{}/api/v0/ls?arg={outs}", s.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["Objects"][0]["Links"][0]["Name"], "empty", "{v}");
+    assert_eq!(v["Objects"][0]["Links"].as_array().unwrap().len(), 1, "{v}");
 
     // sandbox: no host files beyond the mounts, no network
     let (v, _) = invoke_json(&s, "probe", &format!("cid={file}&mode=escape")).await;

@@ -515,7 +515,7 @@ impl Functions {
         let files = bundle.files.clone();
         let bundle_cid = add_tree(store, "bundle", move |a| {
             for (path, data) in &files {
-                a.file(&format!("bundle/{path}"), &mut &data[..], |_| {})?;
+                a.bytes(&format!("bundle/{path}"), data)?;
             }
             Ok(())
         })
@@ -1117,7 +1117,7 @@ impl Functions {
         let (output_cid, outputs_cid, logs_cid) = {
             let (inner, body, logs) = (self.inner.clone(), body.clone(), logs.clone());
             let dir = outputs.path().to_path_buf();
-            tokio::task::spawn_blocking(move || publish(&inner, &body, &logs, &dir, None))
+            tokio::task::spawn_blocking(move || publish(&inner, &body, &logs, Some(&dir), None))
                 .await
                 .map_err(io_err)??
         };
@@ -1258,11 +1258,12 @@ impl Job {
             let draft = CacheRecordDraft {
                 content_type: out.content_type.clone(),
             };
+            // nothing was created in `/outputs`: no need to list it
             let published = publish(
                 &inner,
                 &out.body,
                 &out.logs,
-                outputs.path(),
+                out.created.then(|| outputs.path()),
                 Some((record_path, draft)),
             );
             // no outputs CID: the function left the directory empty
@@ -1383,27 +1384,30 @@ fn new_instance(
 
 /// Stores an invocation's output, its `/outputs` directory and its logs in one add, without
 /// waiting for the disk; returns their CIDs and queues them for the next group commit. Runs on
-/// a blocking thread (file I/O).
+/// a blocking thread (file I/O). `outputs` is `None` when the directory is known to be empty.
 fn publish(
     inner: &Inner,
     body: &[u8],
     logs: &[u8],
-    outputs: &Path,
+    outputs: Option<&Path>,
     record: Option<(PathBuf, CacheRecordDraft)>,
 ) -> Result<(String, Option<String>, Option<String>)> {
-    let has_outputs = std::fs::read_dir(outputs)?.next().is_some();
+    let outputs = match outputs {
+        Some(dir) if std::fs::read_dir(dir)?.next().is_some() => Some(dir),
+        _ => None,
+    };
     let opts = AddOptions {
         pin: false,
         durable: false,
         ..AddOptions::default()
     };
     let out = inner.store.add_blocking(opts, |a| {
-        a.file("output", &mut &body[..], |_| {})?;
+        a.bytes("output", body)?;
         if !logs.is_empty() {
-            a.file("logs", &mut &logs[..], |_| {})?;
+            a.bytes("logs", logs)?;
         }
-        if has_outputs {
-            a.local(outputs, "outputs", true, true, &mut |_, _| {})?;
+        if let Some(dir) = outputs {
+            a.local(dir, "outputs", true, true, &mut |_, _| {})?;
         }
         Ok(())
     })?;
@@ -1542,7 +1546,7 @@ where
 /// Adds bytes as one file (default import profile); returns its CID.
 pub async fn add_bytes(store: &Store, data: Bytes) -> Result<String> {
     add_tree(store, "data", move |a| {
-        a.file("data", &mut &data[..], |_| {})?;
+        a.bytes("data", &data)?;
         Ok(())
     })
     .await

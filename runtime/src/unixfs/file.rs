@@ -31,7 +31,8 @@ pub struct FileBuilder<'a, S: BlockSink> {
 impl<'a, S: BlockSink> FileBuilder<'a, S> {
     pub fn new(opts: &'a ImportOptions, sink: &'a mut S) -> Self {
         Self {
-            buf: Vec::with_capacity(opts.chunk_size),
+            // grows to a chunk only if the data needs it: most invocation outputs are small
+            buf: Vec::new(),
             opts,
             sink,
             levels: Vec::new(),

@@ -30,28 +30,46 @@ pub const FIXED_SECONDS: u64 = 1_700_000_000;
 pub struct DetFsView<'a>(WasiFilesystemCtxView<'a>, Listings<'a>);
 
 /// Directory listings read in full and sorted, by stream handle.
-pub type SortedListings = HashMap<u32, VecDeque<types::DirectoryEntry>>;
+type SortedListings = HashMap<u32, VecDeque<types::DirectoryEntry>>;
+
+/// One invocation's own file system state.
+#[derive(Default)]
+pub struct StoreFs {
+    /// The listings its guest is reading; an entry goes when the guest drops its stream.
+    listings: SortedListings,
+    /// Whether the guest tried to create, link or rename anything. Only `/outputs` is
+    /// writable, and it starts empty: while this is false it is still empty, and the host
+    /// need not list it to know.
+    pub created: bool,
+}
 
 enum Listings<'a> {
     /// In one map for the whole process: builds run one at a time.
     Shared,
-    /// In the store's own map: invocations run side by side, with overlapping handles.
-    Own(&'a mut SortedListings),
+    /// In the store's own state: invocations run side by side, with overlapping handles.
+    Own(&'a mut StoreFs),
 }
 
 impl DetFsView<'_> {
     fn listings<R>(&mut self, f: impl FnOnce(&mut SortedListings) -> R) -> R {
         match &mut self.1 {
             Listings::Shared => f(&mut shared()),
-            Listings::Own(m) => f(m),
+            Listings::Own(s) => f(&mut s.listings),
+        }
+    }
+
+    /// Notes a call that may add an entry to a writable directory (see [`StoreFs::created`]).
+    fn creating(&mut self) {
+        if let Listings::Own(s) = &mut self.1 {
+            s.created = true;
         }
     }
 }
 
 /// A store's data that can lend a [`DetFsView`] (the run-time engine's host).
 pub trait DetFsHost: Send {
-    /// The store's file system and its own listings map.
-    fn parts(&mut self) -> (WasiFilesystemCtxView<'_>, &mut SortedListings);
+    /// The store's file system and its own state.
+    fn parts(&mut self) -> (WasiFilesystemCtxView<'_>, &mut StoreFs);
     fn detfs(&mut self) -> DetFsView<'_> {
         let (fs, own) = self.parts();
         DetFsView(fs, Listings::Own(own))
@@ -204,6 +222,7 @@ impl HostDescriptor for DetFsView<'_> {
         fd: Resource<types::Descriptor>,
         path: String,
     ) -> FsResult<()> {
+        self.creating();
         self.0.create_directory_at(fd, path).await
     }
 
@@ -240,6 +259,7 @@ impl HostDescriptor for DetFsView<'_> {
         new_descriptor: Resource<types::Descriptor>,
         new_path: String,
     ) -> FsResult<()> {
+        self.creating();
         self.0
             .link_at(
                 fd, // TODO delete the path flags from this function
@@ -259,6 +279,9 @@ impl HostDescriptor for DetFsView<'_> {
         oflags: types::OpenFlags,
         flags: types::DescriptorFlags,
     ) -> FsResult<Resource<types::Descriptor>> {
+        if oflags.contains(types::OpenFlags::CREATE) {
+            self.creating();
+        }
         self.0.open_at(fd, path_flags, path, oflags, flags).await
     }
 
@@ -289,6 +312,7 @@ impl HostDescriptor for DetFsView<'_> {
         new_fd: Resource<types::Descriptor>,
         new_path: String,
     ) -> FsResult<()> {
+        self.creating();
         self.0.rename_at(fd, old_path, new_fd, new_path).await
     }
 
@@ -298,6 +322,7 @@ impl HostDescriptor for DetFsView<'_> {
         src_path: String,
         dest_path: String,
     ) -> FsResult<()> {
+        self.creating();
         self.0.symlink_at(fd, src_path, dest_path).await
     }
 

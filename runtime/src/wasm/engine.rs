@@ -72,6 +72,8 @@ pub struct RunOutcome {
     pub logs: Vec<u8>,
     pub fuel_used: u64,
     pub execute: Duration,
+    /// Whether the guest may have put anything in `/outputs`: false means it is still empty.
+    pub created: bool,
 }
 
 /// Why an invocation produced no output.
@@ -125,9 +127,9 @@ struct Host {
     input: Box<dyn InputReader>,
     input_error: String,
     limiter: Limiter,
-    /// Directory listings the guest is reading, sorted (see `detfs`); an entry goes when the
-    /// guest drops its stream.
-    listings: super::detfs::SortedListings,
+    /// Directory listings the guest is reading, sorted, and whether it created anything (see
+    /// `detfs`).
+    fs: super::detfs::StoreFs,
 }
 
 impl super::detfs::DetFsHost for Host {
@@ -135,13 +137,13 @@ impl super::detfs::DetFsHost for Host {
         &mut self,
     ) -> (
         wasmtime_wasi::filesystem::WasiFilesystemCtxView<'_>,
-        &mut super::detfs::SortedListings,
+        &mut super::detfs::StoreFs,
     ) {
         let fs = wasmtime_wasi::filesystem::WasiFilesystemCtxView {
             ctx: self.wasi.filesystem(),
             table: &mut self.table,
         };
-        (fs, &mut self.listings)
+        (fs, &mut self.fs)
     }
 }
 
@@ -412,7 +414,7 @@ impl WasmEngine {
             table: ResourceTable::new(),
             input: Box::new(super::BytesInput(bytes::Bytes::new())),
             input_error: String::new(),
-            listings: Default::default(),
+            fs: Default::default(),
             limiter: Limiter {
                 memory: limits.memory.min(MAX_MEMORY) as usize,
                 hit: false,
@@ -459,6 +461,7 @@ impl WasmEngine {
         let execute = t1.elapsed();
         let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
         let memory_hit = store.data().limiter.hit;
+        let created = store.data().fs.created;
         let outcome = match result {
             Err(e) => Err(failure(e, &store, limits, &logs)),
             Ok(Err(json)) => {
@@ -489,6 +492,7 @@ impl WasmEngine {
                 logs: logs.contents().to_vec(),
                 fuel_used,
                 execute,
+                created,
             }),
         };
         (outcome, Spent(store))
