@@ -490,18 +490,11 @@ async fn deploy_invoke_limits_cache_and_determinism() {
     // an invocation that writes nothing publishes no `/outputs`; one that only makes a
     // directory does
     let r = invoke(&s, "probe", &ls).await;
-    assert!(r.headers().get("x-ipfaas-outputs-cid").is_none());
+    assert_eq!(header(&r, "x-ipfaas-outputs-cid"), "");
     let r = invoke(&s, "probe", &format!("cid={file}&mode=mkdir")).await;
     assert_eq!(r.status(), 200);
     let outs = header(&r, "x-ipfaas-outputs-cid");
-    let v: Value = client()
-        .post(format!("{}/api/v0/ls?arg={outs}", s.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = post_json(&s, &format!("ls?arg={outs}")).await;
     assert_eq!(v["Objects"][0]["Links"][0]["Name"], "empty", "{v}");
     assert_eq!(v["Objects"][0]["Links"].as_array().unwrap().len(), 1, "{v}");
 
