@@ -35,7 +35,7 @@ impl StoreMetrics {
             add_seconds: Histogram::with_opts(
                 HistogramOpts::new(
                     "ipfaas_store_add_duration_seconds",
-                    "Duration of an add, commit included",
+                    "Duration of an add, from the call (the wait for a blocking thread and the commit included)",
                 )
                 .buckets(buckets()),
             )?,

@@ -296,7 +296,9 @@ impl Store {
         F: FnOnce(&mut Adder<'_>) -> Result<()> + Send + 'static,
     {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.add_blocking(opts, feed))
+        // the duration metric counts the wait for a blocking thread too: the caller waits it
+        let t = Instant::now();
+        tokio::task::spawn_blocking(move || this.add_since(t, opts, feed))
             .await
             .map_err(|e| Error::Io(std::io::Error::other(format!("add task failed: {e}"))))?
     }
@@ -307,8 +309,15 @@ impl Store {
     where
         F: FnOnce(&mut Adder<'_>) -> Result<()>,
     {
+        self.add_since(Instant::now(), opts, feed)
+    }
+
+    /// An add whose caller started waiting at `t` (its duration metric counts from there).
+    fn add_since<F>(&self, t: Instant, opts: AddOptions, feed: F) -> Result<AddOutcome>
+    where
+        F: FnOnce(&mut Adder<'_>) -> Result<()>,
+    {
         let inner = &self.inner;
-        let t = Instant::now();
         let (pin, pin_durable) = (opts.pin, opts.pin && opts.durable);
         let mut adder = Adder::new(&inner.blocks, opts);
         feed(&mut adder)?;
