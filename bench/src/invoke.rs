@@ -5,6 +5,7 @@
 //! file CID in the guest against native `sha256sum` on the same bytes. All in one run.
 
 use anyhow::{Context, Result, bail};
+use reqwest::Method;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -120,8 +121,8 @@ async fn invoke(http: &reqwest::Client, url: &str) -> Result<bytes::Bytes> {
     Ok(r.bytes().await?)
 }
 
-/// `iters` sequential POSTs (GETs for `/healthz`) to `url` after 200 unmeasured ones, each
-/// timed from send to the last body byte; checks each body against `expect`.
+/// `iters` sequential `method` requests to `url` after 200 unmeasured ones, each timed from
+/// send to the last body byte; each must answer 2xx with the body `expect`.
 ///
 /// Latency is measured from a client on a single-threaded runtime. One request at a time needs
 /// only one thread, and a multi-threaded client runtime adds wakeups between its own threads to
@@ -129,25 +130,20 @@ async fn invoke(http: &reqwest::Client, url: &str) -> Result<bytes::Bytes> {
 /// the server's. (`wrk -t1 -c1` is the same kind of client.)
 async fn sequential(
     http: &reqwest::Client,
+    method: reqwest::Method,
     url: &str,
     iters: usize,
-    expect: Option<&[u8]>,
+    expect: &[u8],
 ) -> Result<Vec<Duration>> {
     let one = || async {
-        let r = if expect.is_some() {
-            invoke(http, url).await?
-        } else {
-            http.get(url)
-                .send()
-                .await?
-                .error_for_status()?
-                .bytes()
-                .await?
-        };
-        if let Some(e) = expect
-            && r.as_ref() != e
-        {
-            bail!("{url} returned {r:?}");
+        let r = http.request(method.clone(), url).send().await?;
+        let status = r.status();
+        let body = r.bytes().await?;
+        if !status.is_success() || body.as_ref() != expect {
+            bail!(
+                "{method} {url}: {status} {body:?}, expected {:?}",
+                String::from_utf8_lossy(expect)
+            );
         }
         anyhow::Ok(())
     };
@@ -364,8 +360,9 @@ pub async fn run(args: &[String]) -> Result<()> {
                 .build()?;
             rt.block_on(async {
                 let http = reqwest::Client::new();
-                let lat = sequential(&http, &url, iters, Some(b"ok")).await?;
-                let http_only = sequential(&http, &health, iters, None).await?;
+                let lat = sequential(&http, Method::POST, &url, iters, b"ok").await?;
+                let health_ok = br#"{"status":"ok"}"#;
+                let http_only = sequential(&http, Method::GET, &health, iters, health_ok).await?;
                 anyhow::Ok((lat, http_only))
             })
         })
@@ -374,7 +371,7 @@ pub async fn run(args: &[String]) -> Result<()> {
     };
     // the same requests from the multi-threaded client that the throughput runs use, which is
     // what this benchmark measured before: its own wakeups are in these numbers
-    let mut lat_mt = sequential(&http, &url, iters, Some(b"ok")).await?;
+    let mut lat_mt = sequential(&http, Method::POST, &url, iters, b"ok").await?;
     let med = pct(&mut lat, 0.5);
     let p99 = pct(&mut lat, 0.99);
     let stages = stage_means(&http, &s.url).await?;

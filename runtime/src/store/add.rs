@@ -146,21 +146,24 @@ impl<'a> Adder<'a> {
         r: &mut impl Read,
         progress: impl FnMut(u64),
     ) -> Result<Imported> {
-        let path = clean_path(path)?.join("/");
-        let mut b = FileBuilder::new(&self.opts.import, &mut self.writer);
-        b.write_from(r, progress)?;
-        let item = b.finish()?;
-        self.content_bytes += item.size;
-        self.place(&path, item)?;
-        Ok(item)
+        self.import_file(path, |b| b.write_from(r, progress).map(drop))
     }
 
     /// Adds `data`, already in memory, as the file `path`: [`Self::file`] without its read
     /// buffer (a chunk's worth, zeroed), which costs more than hashing a small output.
     pub fn bytes(&mut self, path: &str, data: &[u8]) -> Result<Imported> {
+        self.import_file(path, |b| b.write(data))
+    }
+
+    /// One file at `path`, its content written into the builder by `feed`.
+    fn import_file(
+        &mut self,
+        path: &str,
+        feed: impl FnOnce(&mut FileBuilder<'_, BatchWriter<'a>>) -> std::io::Result<()>,
+    ) -> Result<Imported> {
         let path = clean_path(path)?.join("/");
         let mut b = FileBuilder::new(&self.opts.import, &mut self.writer);
-        b.write(data)?;
+        feed(&mut b)?;
         let item = b.finish()?;
         self.content_bytes += item.size;
         self.place(&path, item)?;
