@@ -22,7 +22,26 @@ pub async fn route(
     rest: &str,
 ) -> (&'static str, ApiResult<Response<Body>>) {
     let method = req.method().clone();
-    let parts: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    // Each segment is percent-decoded after the split: clients escape names (`csv%2Dstats`),
+    // and an escaped `/` stays inside its segment, where the name check refuses it.
+    let decoded: Result<Vec<String>, _> = rest
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+        })
+        .collect();
+    let Ok(decoded) = decoded else {
+        return (
+            "v1",
+            Err(ApiError::bad_request(format!(
+                "the path /v1/{rest} is not valid UTF-8 once percent-decoded"
+            ))),
+        );
+    };
+    let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
     match (method, parts.as_slice()) {
         (Method::POST, ["functions"]) => ("deploy", deploy(app, req).await),
         (Method::GET, ["functions"]) => ("functions", list(app).await),
@@ -132,9 +151,11 @@ async fn list(app: &Arc<App>) -> ApiResult<Response<Body>> {
 async fn show(app: &Arc<App>, f: &str) -> ApiResult<Response<Body>> {
     let cid = app.functions.resolve_name(f)?;
     let def = app.functions.definition(&cid).await?;
+    // names never parse as CIDs, so what resolved and is not a CID was a name
+    let name = parse_cid(f).is_err().then_some(f);
     Ok(json(
         StatusCode::OK,
-        &json!({ "function_cid": cid, "definition": &*def }),
+        &json!({ "name": name, "function_cid": cid, "definition": &*def }),
     ))
 }
 

@@ -296,21 +296,25 @@ fn humantime_ms(s: &str) -> std::result::Result<u64, String> {
     Ok(n * mul)
 }
 
-/// Function names: what fits in a URL path segment and a file name.
+/// Function names: 1-64 characters, each a letter or digit (any script: `é`, `日`, `٣`) or one of
+/// `-`, `_`, `.`; not starting with `.`, and never something that parses as a CID (in any
+/// base) or starts like one (`Qm`, `bafy`), so that `/v1/functions/{name|cid}` is never
+/// ambiguous. Names travel percent-encoded in URL paths; the server decodes each segment.
 pub fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
+    let chars = name.chars().count();
+    let ok = (1..=64).contains(&chars)
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            .all(|c| c.is_alphanumeric() || "-_.".contains(c))
         && !name.starts_with('.')
         && !name.starts_with("Qm")
-        && !name.starts_with("bafy");
+        && !name.starts_with("bafy")
+        && cid::Cid::try_from(name).is_err();
     if ok {
         Ok(())
     } else {
         Err(Error::InvalidInput(format!(
-            "invalid function name {name:?}: use 1-64 letters, digits, '-', '_' or '.', not starting with '.' or looking like a CID"
+            "invalid function name {name:?}: use 1-64 letters (any script), digits, '-', '_' or '.', not starting with '.' and not a CID"
         )))
     }
 }
@@ -368,5 +372,35 @@ mod tests {
         assert!(check_name("wordcount").is_ok());
         assert!(check_name("../x").is_err());
         assert!(check_name("QmFoo").is_err());
+        for good in [
+            "csv-stats",
+            "a_b.c",
+            "v2",
+            "données",
+            "日本語",
+            "x".repeat(64).as_str(),
+        ] {
+            assert!(check_name(good).is_ok(), "{good:?}");
+        }
+        // CIDs in other bases than the two prefixes above would shadow themselves
+        for cid in [
+            "k51qzi5uqu5dlvj2baxnqndepeb86cbk3ng7n3i46uzyxzyqj2xjonzllnv0v8",
+            "zb2rhe5P4gXftAwvA4eXQ5HJwsER2owDyS9sKaQRRVQPn93bA",
+            "bagaaierasords4njcts6vs7qvdjfcvgnume4hqohf65zsfguprqphs3icwea",
+        ] {
+            assert!(check_name(cid).is_err(), "{cid}");
+        }
+        for bad in [
+            "",
+            ".x",
+            "a/b",
+            "a b",
+            "a%2Db",
+            "x\u{0}",
+            "a\u{202e}b",
+            &"x".repeat(65),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
     }
 }
