@@ -97,7 +97,7 @@ fn boundary(headers: &HeaderMap) -> ApiResult<String> {
 
 /// After the limit is exceeded, up to this much more of the body is read and dropped so the
 /// client, still sending, gets to read the 413 instead of a connection reset.
-const DRAIN_AFTER_LIMIT: u64 = 16 << 20;
+const DRAIN_AFTER_LIMIT: u64 = 64 << 20;
 
 /// The request body as a stream of chunks that fails once more than `limit` bytes arrived.
 fn limited(body: Incoming, limit: u64) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
@@ -212,12 +212,17 @@ impl Feed {
                     };
                     let (events, progress) = (self.events.clone(), self.progress);
                     let mut last = 0;
-                    a.file(&p, &mut r, |n| {
+                    let report = |n| {
                         if progress && n - last >= 256 * 1024 {
                             last = n;
                             let _ = events.send(Event::Progress(p.clone(), n));
                         }
-                    })?;
+                    };
+                    if p.is_empty() {
+                        a.unnamed_file(&mut r, report)?;
+                    } else {
+                        a.file(&p, &mut r, report)?;
+                    }
                 }
                 Msg::Data(_) | Msg::EndFile => {
                     return Err(Error::InvalidInput("file data outside a file part".into()));
@@ -247,7 +252,33 @@ async fn pump(
     }
 }
 
-/// `Err(None)`: the importer hung up.
+/// The importer's end of the channel. Once it hangs up (it refused the add), the rest of the
+/// body is read and dropped, up to [`DRAIN_AFTER_LIMIT`] bytes, so that a client still
+/// uploading reads the importer's JSON error instead of a broken pipe.
+struct ToImporter<'a> {
+    tx: &'a mpsc::Sender<Msg>,
+    open: bool,
+    dropped: u64,
+}
+
+impl ToImporter<'_> {
+    async fn send(&mut self, m: Msg) {
+        if self.open && self.tx.send(m).await.is_err() {
+            self.open = false;
+        }
+    }
+
+    /// Whether to keep reading the body: always while the importer listens, then while the
+    /// dropped bytes stay under the drain bound.
+    fn keep_reading(&mut self, len: usize) -> bool {
+        if !self.open {
+            self.dropped += len as u64;
+        }
+        self.dropped < DRAIN_AFTER_LIMIT
+    }
+}
+
+/// `Err(None)`: the importer hung up (its error is the answer).
 async fn pump_inner(
     body: Incoming,
     boundary: String,
@@ -262,32 +293,57 @@ async fn pump_inner(
             ApiError::bad_request(format!("malformed multipart body: {e}"))
         })
     };
+    let mut out = ToImporter {
+        tx,
+        open: true,
+        dropped: 0,
+    };
     let mut parts = 0usize;
-    while let Some(mut field) = mp.next_field().await.map_err(bad)? {
+    'parts: loop {
+        let field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(_) if !out.open => break,
+            Err(e) => return Err(bad(e)),
+        };
+        let mut field = field;
         parts += 1;
-        let raw = field.file_name().or(field.name()).unwrap_or("").to_string();
-        let path = query_unescape(&raw);
+        // As Kubo does, the entry's path is the `filename` parameter alone (QueryEscape'd); a
+        // part without one is an unnamed file, named by its CID.
+        let path = query_unescape(field.file_name().unwrap_or(""));
         let ct = field
             .content_type()
             .map(|m| m.essence_str().to_string())
             .unwrap_or_default();
-        let closed = |_| None;
         match ct.as_str() {
-            "application/x-directory" | "multipart/form-data" => {
-                tx.send(Msg::Dir(path)).await.map_err(closed)?
-            }
-            "application/symlink" => {
-                let target = field.text().await.map_err(bad)?;
-                tx.send(Msg::Symlink(path, target)).await.map_err(closed)?
-            }
+            "application/x-directory" | "multipart/form-data" => out.send(Msg::Dir(path)).await,
+            "application/symlink" => match field.text().await {
+                Ok(target) => out.send(Msg::Symlink(path, target)).await,
+                Err(_) if !out.open => break,
+                Err(e) => return Err(bad(e)),
+            },
             _ => {
-                tx.send(Msg::File(path)).await.map_err(closed)?;
-                while let Some(chunk) = field.chunk().await.map_err(bad)? {
-                    tx.send(Msg::Data(chunk)).await.map_err(closed)?;
+                out.send(Msg::File(path)).await;
+                loop {
+                    match field.chunk().await {
+                        Ok(Some(chunk)) => {
+                            let len = chunk.len();
+                            out.send(Msg::Data(chunk)).await;
+                            if !out.keep_reading(len) {
+                                break 'parts;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(_) if !out.open => break 'parts,
+                        Err(e) => return Err(bad(e)),
+                    }
                 }
-                tx.send(Msg::EndFile).await.map_err(closed)?;
+                out.send(Msg::EndFile).await;
             }
         }
+    }
+    if !out.open {
+        return Err(None);
     }
     if parts == 0 {
         return Err(Some(ApiError::bad_request(

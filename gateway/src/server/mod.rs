@@ -147,8 +147,10 @@ impl Query {
     pub fn bool(&self, k: &str, default: bool) -> ApiResult<bool> {
         match self.get(k) {
             None => Ok(default),
-            Some("" | "true" | "1") => Ok(true),
-            Some("false" | "0") => Ok(false),
+            // Kubo reads booleans with Go's `strconv.ParseBool`, and clients rely on its
+            // spellings (ipfshttpclient sends Python's `True`/`False`); a bare key is true
+            Some("" | "1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
+            Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
             Some(v) => Err(ApiError::bad_request(format!(
                 "parameter {k}: expected true or false, got {v:?}"
             ))),

@@ -149,6 +149,27 @@ impl<'a> Adder<'a> {
         self.import_file(path, |b| b.write_from(r, progress).map(drop))
     }
 
+    /// Imports a file that has no name, as Kubo's RPC accepts (a multipart part without a file
+    /// name: what `ipfs.add(bytes)` of the JavaScript client sends). It goes at the top level
+    /// named by its own CID, which is also the name Kubo reports for it; the same bytes sent
+    /// twice unnamed are one entry.
+    pub fn unnamed_file(
+        &mut self,
+        r: &mut impl Read,
+        progress: impl FnMut(u64),
+    ) -> Result<Imported> {
+        let mut b = FileBuilder::new(&self.opts.import, &mut self.writer);
+        b.write_from(r, progress)?;
+        let item = b.finish()?;
+        self.content_bytes += item.size;
+        let name = item.cid.to_string();
+        match self.dirs[""].get(&name) {
+            Some(same) if same.cid == item.cid => {}
+            _ => self.place(&name, item)?,
+        }
+        Ok(item)
+    }
+
     /// Adds `data`, already in memory, as the file `path`: [`Self::file`] without its read
     /// buffer (a chunk's worth, zeroed), which costs more than hashing a small output.
     pub fn bytes(&mut self, path: &str, data: &[u8]) -> Result<Imported> {
@@ -316,6 +337,22 @@ mod tests {
             vec!["a", "b c", "ü.txt"]
         );
         assert_eq!(clean_path("dir/").unwrap(), vec!["dir"]);
+    }
+
+    #[test]
+    fn unnamed_files_are_named_by_their_cid() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fs = FlatFs::open(tmp.path().join("blocks")).unwrap();
+        let mut a = Adder::new(&fs, AddOptions::default());
+        let x = a.unnamed_file(&mut &b"same"[..], |_| {}).unwrap();
+        let again = a.unnamed_file(&mut &b"same"[..], |_| {}).unwrap();
+        let y = a.unnamed_file(&mut &b"other"[..], |_| {}).unwrap();
+        assert_eq!(x.cid, again.cid);
+        let out = a.finish().unwrap();
+        let roots: Vec<(String, Cid)> = out.roots.iter().map(|r| (r.path.clone(), r.cid)).collect();
+        let mut want = vec![(x.cid.to_string(), x.cid), (y.cid.to_string(), y.cid)];
+        want.sort();
+        assert_eq!(roots, want);
     }
 
     #[test]
