@@ -128,18 +128,42 @@ async fn docker_functions_end_to_end() {
         .unwrap();
     assert_eq!(stored.to_vec(), data, "the output is stored");
 
-    // a directory input, as the tree under /inputs
-    let dir = add_cid(
-        &s,
-        "wrap-with-directory=true",
-        &[("a.txt", b"aa"), ("sub/b.txt", b"bbb")],
-    )
-    .await;
-    let r = invoke(&s, &format!("cid={dir}&mode=ls")).await;
+    // /inputs holds exactly the input: for a file, the one file named by its CID
+    let r = invoke(&s, &format!("cid={file}&mode=ls")).await;
     assert_eq!(
         r.text().await.unwrap(),
-        "input=/inputs\na.txt 2\nsub/\nsub/b.txt 3\n"
+        format!("input=/inputs/{file}\n{file} 300000\n")
     );
+
+    // a directory input, as the tree under /inputs: every entry (hidden names, symlinks, empty
+    // directories) and nothing else, on the first run and from the export cache
+    let (ct, body) = multipart(&[
+        ("d", "application/x-directory", b""),
+        ("d%2F.complete", "application/octet-stream", b"mine"),
+        ("d%2Fa.txt", "application/octet-stream", b"aa"),
+        ("d%2Fempty", "application/x-directory", b""),
+        ("d%2Flink", "application/symlink", b"a.txt"),
+        ("d%2Fsub%2Fb.txt", "application/octet-stream", b"bbb"),
+    ]);
+    let r = client()
+        .post(s.api("add"))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let dir = ndjson(&r.text().await.unwrap()).last().unwrap()["Hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for cache in ["false", "false"] {
+        let r = invoke(&s, &format!("cid={dir}&mode=ls&cache={cache}")).await;
+        assert_eq!(
+            r.text().await.unwrap(),
+            "input=/inputs\n.complete 4\na.txt 2\nempty/\nlink -> a.txt\nsub/\nsub/b.txt 3\n"
+        );
+    }
 
     // params as environment variables
     let r = invoke(&s, &format!("cid={file}&mode=env&greeting=hello")).await;

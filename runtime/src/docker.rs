@@ -377,6 +377,10 @@ impl DockerExec {
 
     /// Exports `cid` under the cache (once); returns the directory to mount and the path of the
     /// input inside the container.
+    ///
+    /// Layout: `exports/<cid>/tree/` is what the container sees, exactly the input; the cache's
+    /// own bookkeeping (`exports/<cid>/complete`, whose mtime is the last use) sits beside it,
+    /// never inside what is mounted.
     async fn export(&self, store: &Store, cid: Cid) -> Result<(PathBuf, String)> {
         let _g = self.inner.export_lock.lock().await;
         let key = cid.to_string();
@@ -391,29 +395,31 @@ impl DockerExec {
                 )));
             }
         };
-        if dir.join(".complete").is_file() {
+        let marker = dir.join(EXPORT_MARKER);
+        if marker.is_file() {
             self.inner.metrics.export_hits.inc();
             // mark as recently used for eviction
-            let _ = std::fs::File::open(dir.join(".complete"))
+            let _ = std::fs::File::open(&marker)
                 .and_then(|f| f.set_modified(std::time::SystemTime::now()));
-            return Ok((dir, inside));
+            return Ok((dir.join(EXPORT_TREE), inside));
         }
         let staging = self
             .inner
             .exports
             .join(format!(".{key}.{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
-        std::fs::create_dir_all(&staging)?;
+        let tree = staging.join(EXPORT_TREE);
+        std::fs::create_dir_all(&tree)?;
         let bytes = match kind {
-            Kind::File { .. } => crate::mount::write_file(store, cid, &staging.join(&key)).await?,
-            _ => crate::mount::export_tree(store, cid, &staging).await?,
+            Kind::File { .. } => crate::mount::write_file(store, cid, &tree.join(&key)).await?,
+            _ => crate::mount::export_tree(store, cid, &tree).await?,
         };
-        std::fs::write(staging.join(".complete"), b"")?;
+        std::fs::write(staging.join(EXPORT_MARKER), b"")?;
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::rename(&staging, &dir)?;
         self.inner.metrics.export_bytes.inc_by(bytes);
         self.evict(&key)?;
-        Ok((dir, inside))
+        Ok((dir.join(EXPORT_TREE), inside))
     }
 
     /// Drops least recently used exports until the cache fits its size (never `keep`).
@@ -427,7 +433,7 @@ impl DockerExec {
                 continue;
             }
             let size = dir_size(&e.path());
-            let used = std::fs::metadata(e.path().join(".complete"))
+            let used = std::fs::metadata(e.path().join(EXPORT_MARKER))
                 .and_then(|m| m.modified())
                 .unwrap_or(std::time::UNIX_EPOCH);
             total += size;
@@ -696,6 +702,11 @@ async fn collect(
     }
     Ok((out, err, cut))
 }
+
+/// In an export cache entry: the exported input, mounted at `/inputs`.
+const EXPORT_TREE: &str = "tree";
+/// In an export cache entry, beside the tree: written last, so its presence means complete.
+const EXPORT_MARKER: &str = "complete";
 
 fn dir_size(p: &Path) -> u64 {
     let mut n = 0;
