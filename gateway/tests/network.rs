@@ -13,6 +13,10 @@ const DIGEST_PY: &str = r#"
 import hashlib
 
 def main(input, params):
+    if params.get("whole"):
+        # the unbounded read, in one call
+        b = input.read()
+        return {"sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b), "tag": "whole"}
     h = hashlib.sha256()
     n = 0
     while True:
@@ -203,6 +207,15 @@ async fn three_nodes_share_data_and_functions_forward_and_verify() {
     assert!(metric(&a, "ipfaas_build_duration_seconds_count").await >= 1.0);
     assert!(metric(&c, "ipfaas_bitswap_received_bytes_total").await > 1e6);
     assert!(metric(&a, "ipfaas_bitswap_sent_bytes_total").await > 1e6);
+
+    // B runs it on 20 MiB that only A holds (under B's forwarding threshold): `input.read()`
+    // returns all of it, read through B's store from A over bitswap
+    let large = rand_bytes((20 << 20) + 7, 5);
+    let large_cid = add_cid(&a, "", &[("large.bin", &large)]).await;
+    let (whole, _, ran_on) = invoke_ok(&b, &fcid, &format!("cid={large_cid}&whole=1")).await;
+    assert_eq!(ran_on, "");
+    assert_eq!(whole["bytes"], large.len());
+    assert_eq!(whole["sha256"], hex_sha256(&large));
 
     // compute-to-data: the 3 MiB input is held by A only, so C forwards to A
     let fetched_before = metric(&c, "ipfaas_store_fetched_blocks_total").await;
