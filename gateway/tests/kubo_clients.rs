@@ -111,11 +111,8 @@ async fn unnamed_parts_are_named_by_their_cid() {
         assert_eq!(lines.len(), 1, "{lines:?}");
         let cid = lines[0]["Hash"].as_str().unwrap();
         assert_eq!(lines[0]["Name"], cid);
-        let back = client()
-            .post(format!("{}?arg={cid}", s.api("cat")))
-            .send()
+        let back = post(&s, &format!("cat?arg={cid}"))
             .await
-            .unwrap()
             .bytes()
             .await
             .unwrap();

@@ -381,18 +381,10 @@ async fn three_nodes_share_data_and_functions_forward_and_verify() {
 
 /// Deploys a bundle of (path, bytes); returns the function CID.
 async fn deploy(s: &Server, files: &[(&str, &[u8])]) -> String {
-    let r = client()
-        .post(format!("{}/v1/functions", s.url))
-        .header("content-type", "application/x-tar")
-        .body(tar_of(files))
-        .timeout(Duration::from_secs(300))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(status, 201, "{v}");
-    v["function_cid"].as_str().unwrap().to_string()
+    deploy_files(s, files).await["function_cid"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 async fn verify(s: &Server, function: &str, cid: &str, peers: usize) -> Value {

@@ -29,18 +29,7 @@ async fn deploy_inspect(s: &Server) -> String {
     let dir = fixture();
     let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
     let (py, toml) = (read("function.py"), read("ipfaas.toml"));
-    let body = tar_of(&[("function.py", &py), ("ipfaas.toml", &toml)]);
-    let r = client()
-        .post(format!("{}/v1/functions", s.url))
-        .header("content-type", "application/x-tar")
-        .body(body)
-        .timeout(Duration::from_secs(300))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(status, 201, "{v}");
+    let v = deploy_files(s, &[("function.py", &py), ("ipfaas.toml", &toml)]).await;
     v["name"].as_str().unwrap().to_string()
 }
 

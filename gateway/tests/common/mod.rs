@@ -243,6 +243,22 @@ pub async fn get_json(url: &str) -> serde_json::Value {
         .unwrap()
 }
 
+/// Deploys a Python bundle of (path, bytes) as a tar; asserts 201 and returns the answer.
+pub async fn deploy_files(s: &Server, files: &[(&str, &[u8])]) -> serde_json::Value {
+    let r = client()
+        .post(format!("{}/v1/functions", s.url))
+        .header("content-type", "application/x-tar")
+        .body(tar_of(files))
+        .timeout(Duration::from_secs(300))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{v}");
+    v
+}
+
 /// A tar archive of (path, bytes).
 pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut t = tar::Builder::new(Vec::new());
