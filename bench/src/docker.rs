@@ -102,10 +102,12 @@ pub async fn run(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&mount)?;
     std::fs::copy(&input_file, mount.join(&cid))?;
     let outputs = tempfile::tempdir()?;
+    let docker_cli = crate::exe::tool("docker")?;
+    println!("baseline: `docker run --rm` with {docker_cli}");
     let mut theirs = Vec::new();
     for _ in 0..iters {
         let t = Instant::now();
-        let o = Command::new("docker")
+        let o = Command::new(&docker_cli.path)
             .args(["run", "--rm", "--network", "none", "--read-only"])
             .args(["--security-opt", "no-new-privileges", "--cap-drop", "ALL"])
             .args([

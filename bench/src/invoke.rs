@@ -289,14 +289,12 @@ fn wasi_python(cache: &Path, runs: usize) -> Result<Vec<Duration>> {
     Ok(out)
 }
 
-/// (b): a native `python3` process per request.
-fn native_python(runs: usize) -> Result<Vec<Duration>> {
+/// (b): a native Python process per request: the interpreter itself, resolved beforehand.
+fn native_python(python: &std::path::Path, runs: usize) -> Result<Vec<Duration>> {
     let mut out = Vec::new();
     for i in 0..runs + 1 {
         let t = Instant::now();
-        let o = Command::new("python3")
-            .args(["-c", "print('ok')"])
-            .output()?;
+        let o = Command::new(python).args(["-c", "print('ok')"]).output()?;
         let el = t.elapsed();
         if o.stdout != b"ok\n" {
             bail!("python3 printed {:?}", o.stdout);
@@ -430,11 +428,16 @@ pub async fn run(args: &[String]) -> Result<()> {
         ms(pct(&mut a, 1.0)),
         a.len()
     );
-    let mut b = tokio::task::spawn_blocking(|| native_python(30)).await??;
+    let python = crate::exe::python3()?;
+    let py_path = python.path.clone();
+    let mut b = tokio::task::spawn_blocking(move || native_python(&py_path, 30)).await??;
     let b_med = pct(&mut b, 0.5);
     println!(
-        "(b) native python3 process per request: median {:.1} ms",
-        ms(b_med)
+        "(b) native Python process per request ({python}): median {:.1} ms (min {:.1}, max {:.1}, {} runs)",
+        ms(b_med),
+        ms(pct(&mut b, 0.0)),
+        ms(pct(&mut b, 1.0)),
+        b.len()
     );
     println!(
         "ratios: ipfaas is {:.0}x faster than (a) [target >= 100x], {:.1}x faster than (b) [target >= 15x]; median {:.3} ms [target <= 1.5 ms], {rps:.0} req/s [target >= 1200]",
@@ -458,7 +461,9 @@ pub async fn run(args: &[String]) -> Result<()> {
     let big = String::from_utf8(o.stdout)?.trim().to_string();
     println!("added {sha_mib} MiB as {big} in {:?}", t.elapsed());
     let t = Instant::now();
-    let native = Command::new("sha256sum").arg(&file).output()?;
+    let sha256sum = crate::exe::tool("sha256sum")?;
+    println!("native baseline: {sha256sum}");
+    let native = Command::new(&sha256sum.path).arg(&file).output()?;
     let native_t = t.elapsed();
     let native_hex = String::from_utf8(native.stdout)?
         .split_whitespace()

@@ -13,6 +13,7 @@
 //! `ipfaas-bench docker [--iters N] [--size-kib N]`: see [`docker`].
 
 mod docker;
+mod exe;
 mod invoke;
 
 use anyhow::{Context, Result, bail};
