@@ -1,7 +1,8 @@
-"""Word count over a directory of text files.
+"""Word count over a directory of text files, or over one text file.
 
-Input: a directory CID (arrives as a tar stream). Params: `top` (default 10) — how many of
-the most frequent words to return. Output: JSON with per-file and total counts.
+Input: a directory CID (arrives as a tar stream) or a file CID (raw input included). Params:
+`top` (default 10) — how many of the most frequent words to return. Output: JSON with
+per-file and total counts (a single file is counted as "input").
 """
 import re
 import tarfile
@@ -14,14 +15,21 @@ def main(input, params):
     top = int(params.get("top", "10"))
     total = Counter()
     files = {}
-    with tarfile.open(fileobj=input, mode="r|") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            text = tar.extractfile(member).read().decode("utf-8", errors="replace")
-            words = [w.lower() for w in WORD.findall(text)]
-            files[member.name] = len(words)
-            total.update(words)
+
+    def count(name, data):
+        words = [w.lower() for w in WORD.findall(data.decode("utf-8", errors="replace"))]
+        files[name] = len(words)
+        total.update(words)
+
+    is_tree = tarfile.is_tarfile(input)
+    input.seek(0)
+    if is_tree:
+        with tarfile.open(fileobj=input, mode="r|") as tar:
+            for member in tar:
+                if member.isfile():
+                    count(member.name, tar.extractfile(member).read())
+    else:
+        count("input", input.read())
     print(f"counted {sum(files.values())} words in {len(files)} files")
     return {
         "files": files,
