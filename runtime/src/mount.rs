@@ -201,11 +201,16 @@ async fn read_range(
     Ok(out)
 }
 
-/// Writes the file at `cid` to `dest`; returns its size.
+/// Writes the file at `cid` to `dest`, which must not exist yet (nothing is opened through an
+/// existing file or symlink); returns its size.
 pub async fn write_file(store: &Store, cid: Cid, dest: &std::path::Path) -> Result<u64> {
     use tokio::io::AsyncWriteExt;
     let (_, mut s) = store.cat(cid, 0, None).await?;
-    let mut f = tokio::fs::File::create(dest).await?;
+    let mut f = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dest)
+        .await?;
     let mut n = 0u64;
     while let Some(b) = s.try_next().await? {
         n += b.len() as u64;
@@ -217,6 +222,11 @@ pub async fn write_file(store: &Store, cid: Cid, dest: &std::path::Path) -> Resu
 
 /// Writes the tree at `cid` under `dest` (created); returns the bytes of file content written.
 /// Symlinks are recreated as they are (their targets resolve inside whatever mounts the tree).
+///
+/// Every entry is created new, in a directory this call created: a file with `O_EXCL` and a
+/// directory with `mkdir`, both of which fail on an existing name and never follow a symlink
+/// there. Listings refuse names that are not one path component or that appear twice, so a
+/// tree from the network cannot make this write anywhere but under `dest`.
 pub async fn export_tree(store: &Store, cid: Cid, dest: &std::path::Path) -> Result<u64> {
     std::fs::create_dir_all(dest)?;
     let mut n = 0;
@@ -226,7 +236,7 @@ pub async fn export_tree(store: &Store, cid: Cid, dest: &std::path::Path) -> Res
             let p = path.join(&e.name);
             match kind {
                 Kind::Directory => {
-                    std::fs::create_dir_all(&p)?;
+                    std::fs::create_dir(&p)?;
                     stack.push((e.cid, p));
                 }
                 Kind::File { .. } => n += write_file(store, e.cid, &p).await?,

@@ -171,6 +171,14 @@ async fn entries_from<B: BlockSource>(
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
+    // One name, one entry: a listing that names an entry twice (say a symlink, then a file of
+    // the same name) would have every consumer that writes it out act on both.
+    if let Some(w) = out.windows(2).find(|w| w[0].name == w[1].name) {
+        return Err(malformed(
+            cid,
+            format!("directory entry {:?} appears more than once", w[0].name),
+        ));
+    }
     Ok(out)
 }
 
