@@ -35,6 +35,7 @@ use tokio::sync::Semaphore;
 /// What a function CID names. Field order is fixed so the same function always serialises to
 /// the same bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FunctionDef {
     pub ipfaas: u32,
     pub kind: String,
@@ -44,6 +45,24 @@ pub struct FunctionDef {
     pub limits: Limits,
     /// Which wrapper and toolchain built the component.
     pub builder: String,
+}
+
+impl FunctionDef {
+    /// A definition read from the store may come from anyone: its references must be CIDs,
+    /// written canonically, before any of them names a path or a cache entry here.
+    fn check_references(&self) -> std::result::Result<(), String> {
+        for (field, v) in [
+            ("bundle", &self.bundle),
+            ("site", &self.site),
+            ("component", &self.component),
+        ] {
+            match cid::Cid::try_from(v.as_str()) {
+                Ok(c) if c.to_string() == *v => {}
+                _ => return Err(format!("`{field}` is not a CID: {v:?}")),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Either kind of function.
@@ -686,7 +705,10 @@ impl Functions {
             serde_json::from_slice(&bytes).map_err(|e| not_def(e.to_string()))?;
         let def = match (v["ipfaas"].as_u64(), v["kind"].as_str()) {
             (Some(1), Some("python")) => {
-                Def::Python(serde_json::from_value(v).map_err(|e| not_def(e.to_string()))?)
+                let d: FunctionDef =
+                    serde_json::from_value(v).map_err(|e| not_def(e.to_string()))?;
+                d.check_references().map_err(not_def)?;
+                Def::Python(d)
             }
             (Some(1), Some("docker")) => {
                 Def::Docker(serde_json::from_value(v).map_err(|e| not_def(e.to_string()))?)

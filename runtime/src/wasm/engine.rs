@@ -319,14 +319,21 @@ impl WasmEngine {
         format!("{:016x}", h.finish())
     }
 
-    fn cwasm_path(&self, component_cid: &str) -> PathBuf {
-        self.cache_dir
-            .join(format!("{component_cid}.{}.cwasm", self.settings_tag()))
+    /// Where the native code of a component lives. The name is made here from the parsed CID,
+    /// never from the string as given, so no caller's string can point the engine at a file
+    /// it did not write (native code is not verified when it is loaded).
+    fn cwasm_path(&self, component_cid: &str) -> Result<PathBuf> {
+        let cid = cid::Cid::try_from(component_cid).map_err(|e| {
+            Error::InvalidInput(format!("component {component_cid:?} is not a CID: {e}"))
+        })?;
+        Ok(self
+            .cache_dir
+            .join(format!("{cid}.{}.cwasm", self.settings_tag())))
     }
 
     /// Compiles a component to native code and caches it (idempotent).
     pub fn precompile(&self, component_cid: &str, component: &[u8]) -> Result<PathBuf> {
-        let path = self.cwasm_path(component_cid);
+        let path = self.cwasm_path(component_cid)?;
         if path.is_file() {
             return Ok(path);
         }
@@ -342,7 +349,7 @@ impl WasmEngine {
 
     pub fn is_cached(&self, component_cid: &str) -> bool {
         self.loaded.lock().unwrap().contains_key(component_cid)
-            || self.cwasm_path(component_cid).is_file()
+            || self.cwasm_path(component_cid).is_ok_and(|p| p.is_file())
     }
 
     /// The component if it is already loaded.
@@ -355,7 +362,7 @@ impl WasmEngine {
         if let Some(l) = self.loaded.lock().unwrap().get(component_cid) {
             return Ok(l.clone());
         }
-        let path = self.cwasm_path(component_cid);
+        let path = self.cwasm_path(component_cid)?;
         // SAFETY: the file was written by `precompile` with this engine's settings (its name
         // carries them) into a directory only this process's repo owns; wasmtime checks the
         // header and rejects code from other settings or versions.
