@@ -32,7 +32,7 @@ fn dir_block(links: &[(&str, Cid)]) -> (Cid, Vec<u8>) {
 async fn a_name_listed_twice_cannot_write_through_a_symlink() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(
-        StoreConfig::offline(&tmp.path().join("repo")),
+        StoreConfig::offline(tmp.path().join("repo")),
         &prometheus::Registry::new(),
     )
     .await
@@ -51,7 +51,7 @@ async fn a_name_listed_twice_cannot_write_through_a_symlink() {
     let top = dir_block(&[("pwn", link.cid), ("pwn", file.cid)]);
     let inner = dir_block(&[("sub", top.0), ("sub", top.0)]);
     let fine = dir_block(&[("a", link.cid), ("b", file.cid)]);
-    let roots = vec![top.0, inner.0, fine.0];
+    let roots = [top.0, inner.0, fine.0];
     store
         .add(
             AddOptions {
