@@ -16,26 +16,49 @@ pub const MAX_BUNDLE: u64 = 256 << 20;
 #[derive(Debug, Default, Clone)]
 pub struct Bundle {
     pub files: BTreeMap<String, Bytes>,
+    /// The files' bytes together, kept so that a bundle of many entries is not summed again
+    /// for each one.
+    bytes: u64,
+}
+
+fn too_large() -> Error {
+    Error::InvalidInput(format!(
+        "the bundle is over the {} MiB limit",
+        MAX_BUNDLE >> 20
+    ))
 }
 
 impl Bundle {
     pub fn insert(&mut self, path: &str, data: Bytes) -> Result<()> {
         let parts = clean_path(path)?;
         let path = parts.join("/");
-        let total: u64 =
-            self.files.values().map(|b| b.len() as u64).sum::<u64>() + data.len() as u64;
+        let total = self.bytes + data.len() as u64;
         if total > MAX_BUNDLE {
-            return Err(Error::InvalidInput(format!(
-                "the bundle is over the {} MiB limit",
-                MAX_BUNDLE >> 20
-            )));
+            return Err(too_large());
         }
-        if self.files.insert(path.clone(), data).is_some() {
+        if self.files.contains_key(&path) {
             return Err(Error::InvalidInput(format!(
                 "{path:?} appears twice in the bundle"
             )));
         }
+        self.files.insert(path, data);
+        self.bytes = total;
         Ok(())
+    }
+
+    /// Reads one archive member without trusting the size its header claims (a 1.5 KB tar can
+    /// claim a TiB, a zip member can inflate a thousandfold): at most what is left of the
+    /// bundle limit is read, and memory grows only with what actually arrives.
+    fn read_member(&self, r: &mut impl Read, name: &str) -> Result<Bytes> {
+        let room = MAX_BUNDLE.saturating_sub(self.bytes);
+        let mut data = Vec::new();
+        r.take(room + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| Error::InvalidInput(format!("{name:?}: {e}")))?;
+        if data.len() as u64 > room {
+            return Err(too_large());
+        }
+        Ok(data.into())
     }
 
     /// Reads a tar (plain) or zip body; the format is told by its first bytes.
@@ -71,9 +94,8 @@ impl Bundle {
                     "{path:?}: bundles hold regular files and directories only"
                 )));
             }
-            let mut data = Vec::with_capacity(entry.size() as usize);
-            entry.read_to_end(&mut data).map_err(bad)?;
-            out.insert(path.trim_start_matches("./"), data.into())?;
+            let data = out.read_member(&mut entry, &path)?;
+            out.insert(path.trim_start_matches("./"), data)?;
         }
         if out.files.is_empty() {
             return Err(Error::InvalidInput(
@@ -94,13 +116,8 @@ impl Bundle {
                 continue;
             }
             let name = f.name().to_string();
-            if f.size() > MAX_BUNDLE {
-                return Err(Error::InvalidInput(format!("{name:?} is too large")));
-            }
-            let mut data = Vec::with_capacity(f.size() as usize);
-            f.read_to_end(&mut data)
-                .map_err(|e| Error::InvalidInput(format!("{name:?}: {e}")))?;
-            out.insert(&name, data.into())?;
+            let data = out.read_member(&mut f, &name)?;
+            out.insert(&name, data)?;
         }
         Ok(out)
     }
@@ -322,6 +339,33 @@ pub fn check_name(name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claimed_sizes_are_not_trusted() {
+        // a tar header claiming 1 TiB in a body of a few KB: an error, not an allocation
+        let mut h = tar::Header::new_gnu();
+        h.set_path("function.py").unwrap();
+        h.set_size(1 << 40);
+        h.set_mode(0o644);
+        h.set_cksum();
+        let mut body = h.as_bytes().to_vec();
+        body.extend_from_slice(&[b'x'; 2048]);
+        assert!(Bundle::from_archive(&body).is_err());
+
+        // a zip member that inflates past the bundle limit is refused once it passes it
+        let mut zw = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        zw.start_file("function.py", opts).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..(MAX_BUNDLE >> 20) + 1 {
+            std::io::Write::write_all(&mut zw, &zeros).unwrap();
+        }
+        let zip = zw.finish().unwrap().into_inner();
+        assert!(zip.len() < 2 << 20, "the bomb is small: {} bytes", zip.len());
+        let e = Bundle::from_archive(&zip).unwrap_err().to_string();
+        assert!(e.contains("limit"), "{e}");
+    }
 
     #[test]
     fn manifest_units_and_errors() {
