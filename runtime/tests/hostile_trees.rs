@@ -99,3 +99,87 @@ async fn a_name_listed_twice_cannot_write_through_a_symlink() {
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     store.shutdown().await;
 }
+
+/// A file node with these links (and their claimed sizes), data and declared `filesize`.
+fn file_block(links: &[(Cid, u64)], data: &[u8], filesize: u64) -> (Cid, Vec<u8>) {
+    let mut fs = UnixFs::new(DataType::File);
+    fs.data = (!data.is_empty()).then_some(data);
+    fs.filesize = Some(filesize);
+    fs.blocksizes = links.iter().map(|(_, s)| *s).collect();
+    let links: Vec<Link> = links
+        .iter()
+        .map(|(cid, s)| Link {
+            cid: *cid,
+            name: String::new(),
+            tsize: *s,
+        })
+        .collect();
+    let block = Node::encode(&links, Some(&fs.encode()));
+    (Cid::new_v1(DAG_PB, sha256(&block)), block)
+}
+
+/// Reads a whole stream of the store, or its first error.
+async fn read_all(store: &Store, cid: Cid) -> Result<Vec<u8>, Error> {
+    use futures::TryStreamExt;
+    let (_, s) = store.cat(cid, 0, None).await?;
+    let chunks: Vec<bytes::Bytes> = s.try_collect().await?;
+    Ok(chunks.concat())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_that_lies_about_its_size_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        StoreConfig::offline(tmp.path().join("repo")),
+        &prometheus::Registry::new(),
+    )
+    .await
+    .unwrap();
+    let big = vec![7u8; 1 << 20];
+    let raw = Cid::new_v1(0x55, sha256(&big));
+    // declares 10 bytes, links a MiB (claimed as a MiB, and claimed as 10)
+    let small_claim = file_block(&[(raw, 1 << 20)], b"", 10);
+    let lying_child = file_block(&[(raw, 10)], b"", 10);
+    // a 0-byte file whose data holds a tar header: a tar stream would carry a forged entry
+    let mut h = tar::Header::new_gnu();
+    h.set_path("forged").unwrap();
+    h.set_size(0);
+    h.set_cksum();
+    let hidden = file_block(&[], h.as_bytes(), 0);
+    let honest = file_block(&[(raw, 1 << 20)], b"", 1 << 20);
+    let dir = dir_block(&[("x", hidden.0)]);
+    let blocks = [
+        small_claim.clone(),
+        lying_child.clone(),
+        hidden.clone(),
+        honest.clone(),
+        dir.clone(),
+    ];
+    store
+        .add(
+            AddOptions {
+                pin: false,
+                ..Default::default()
+            },
+            move |a| {
+                a.sink().put(&raw, &big)?;
+                for (cid, block) in blocks {
+                    a.sink().put(&cid, &block)?;
+                }
+                // an add must add something by name
+                a.file("anchor", &mut &b"x"[..], |_| {}).map(drop)
+            },
+        )
+        .await
+        .unwrap();
+    for bad in [small_claim.0, lying_child.0, hidden.0] {
+        let e = read_all(&store, bad).await.unwrap_err();
+        assert!(matches!(e, Error::Malformed { .. }), "{bad}: {e}");
+    }
+    assert_eq!(read_all(&store, honest.0).await.unwrap().len(), 1 << 20);
+    // the tar of a tree holding the forged file fails instead of carrying its header
+    use futures::TryStreamExt;
+    let tarred: Result<Vec<bytes::Bytes>, Error> = store.tar(dir.0, "d".into()).try_collect().await;
+    assert!(tarred.is_err());
+    store.shutdown().await;
+}

@@ -362,7 +362,11 @@ mod tests {
             std::io::Write::write_all(&mut zw, &zeros).unwrap();
         }
         let zip = zw.finish().unwrap().into_inner();
-        assert!(zip.len() < 2 << 20, "the bomb is small: {} bytes", zip.len());
+        assert!(
+            zip.len() < 2 << 20,
+            "the bomb is small: {} bytes",
+            zip.len()
+        );
         let e = Bundle::from_archive(&zip).unwrap_err().to_string();
         assert!(e.contains("limit"), "{e}");
     }

@@ -297,10 +297,20 @@ async fn send_range<B: BlockSource>(
             data.slice((lo - a) as usize..(hi - a) as usize)
         }
     };
-    let mut stack = vec![(root, 0u64)];
-    while let Some((cid, off)) = stack.pop() {
+    // (node, offset, the size its parent says it holds; None for the root)
+    let mut stack = vec![(root, 0u64, None::<u64>)];
+    while let Some((cid, off, expected)) = stack.pop() {
         let block = src.block(&cid).await?;
+        let differs = |holds: u64| {
+            malformed(
+                &cid,
+                format!("its parent says it holds {expected:?} bytes, it holds {holds}"),
+            )
+        };
         if cid.codec() == RAW {
+            if expected.is_some_and(|e| e != block.len() as u64) {
+                return Err(differs(block.len() as u64));
+            }
             send(tx, overlap(off, &block)).await?;
             continue;
         }
@@ -314,18 +324,36 @@ async fn send_range<B: BlockSource>(
             _ => return Err(malformed(&cid, "file DAG links to a non-file node")),
         }
         let data = fs.data.map(|d| block.slice_ref(d)).unwrap_or_default();
-        send(tx, overlap(off, &data)).await?;
         if node.links.len() != fs.blocksizes.len() {
             return Err(malformed(
                 &cid,
                 "file node with links and blocksizes of different lengths",
             ));
         }
+        // What a node holds is its data plus its children's sizes, and that must be what it
+        // declares and what its parent says: a DAG whose real size disagrees with its claims
+        // (a 10-byte file linking gigabytes, a tar header hidden in a 0-byte file's data) is
+        // refused before any of its bytes are sent.
+        let holds = fs
+            .blocksizes
+            .iter()
+            .try_fold(data.len() as u64, |a, b| a.checked_add(*b))
+            .ok_or_else(|| malformed(&cid, "block sizes overflow"))?;
+        if fs.filesize.is_some_and(|f| f != holds) {
+            return Err(malformed(
+                &cid,
+                format!("declares {:?} bytes but holds {holds}", fs.filesize),
+            ));
+        }
+        if expected.is_some_and(|e| e != holds) {
+            return Err(differs(holds));
+        }
+        send(tx, overlap(off, &data)).await?;
         let mut child_off = off + data.len() as u64;
         let first_child = stack.len();
         for (l, size) in node.links.iter().zip(&fs.blocksizes) {
             if child_off < end && child_off + size > start {
-                stack.push((l.cid, child_off));
+                stack.push((l.cid, child_off, Some(*size)));
             }
             child_off += size;
         }
