@@ -28,15 +28,20 @@ fn dir_block(links: &[(&str, Cid)]) -> (Cid, Vec<u8>) {
     (Cid::new_v1(DAG_PB, sha256(&block)), block)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_name_listed_twice_cannot_write_through_a_symlink() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        StoreConfig::offline(tmp.path().join("repo")),
+/// A store on a repo under `dir`, with no network.
+async fn open(dir: &std::path::Path) -> Store {
+    Store::open(
+        StoreConfig::offline(dir.join("repo")),
         &prometheus::Registry::new(),
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_listed_twice_cannot_write_through_a_symlink() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path()).await;
     // the attacker's target: a file outside the export, which must stay as it is
     let victim = tmp.path().join("victim.txt");
     std::fs::write(&victim, b"precious").unwrap();
@@ -129,12 +134,7 @@ async fn read_all(store: &Store, cid: Cid) -> Result<Vec<u8>, Error> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_that_lies_about_its_size_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        StoreConfig::offline(tmp.path().join("repo")),
-        &prometheus::Registry::new(),
-    )
-    .await
-    .unwrap();
+    let store = open(tmp.path()).await;
     let big = vec![7u8; 1 << 20];
     let raw = Cid::new_v1(0x55, sha256(&big));
     // declares 10 bytes, links a MiB (claimed as a MiB, and claimed as 10)
