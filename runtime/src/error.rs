@@ -71,13 +71,16 @@ impl Error {
             | Error::InvalidPath(_)
             | Error::NotADirectory(_)
             | Error::IsADirectory(_)
-            | Error::InvalidInput(_) => Class::BadRequest,
+            | Error::InvalidInput(_)
+            // blocks are checked against their CIDs, so a malformed DAG is what the request
+            // named (a peer's crafted data), not damage to this node's store
+            | Error::Malformed { .. } => Class::BadRequest,
             Error::NotFound { .. } | Error::NoSuchEntry { .. } | Error::UnknownFunction(_) => {
                 Class::NotFound
             }
             Error::RangeNotSatisfiable { .. } => Class::RangeNotSatisfiable,
             Error::RepoLocked { .. } | Error::Unavailable(_) => Class::Unavailable,
-            Error::Malformed { .. } | Error::Io(_) | Error::Node(_) => Class::Internal,
+            Error::Io(_) | Error::Node(_) => Class::Internal,
         }
     }
 

@@ -175,6 +175,7 @@ async fn a_file_that_lies_about_its_size_is_refused() {
     for bad in [small_claim.0, lying_child.0, hidden.0] {
         let e = read_all(&store, bad).await.unwrap_err();
         assert!(matches!(e, Error::Malformed { .. }), "{bad}: {e}");
+        assert_eq!(e.http_status(), 400, "the request named bad data: a 4xx");
     }
     assert_eq!(read_all(&store, honest.0).await.unwrap().len(), 1 << 20);
     // the tar of a tree holding the forged file fails instead of carrying its header
