@@ -28,6 +28,48 @@ fn dir_block(links: &[(&str, Cid)]) -> (Cid, Vec<u8>) {
     (Cid::new_v1(DAG_PB, sha256(&block)), block)
 }
 
+/// Puts crafted blocks into the store as they are, unpinned (as blocks fetched from a peer).
+async fn put_blocks(store: &Store, blocks: Vec<(Cid, Vec<u8>)>) {
+    store
+        .add(
+            AddOptions {
+                pin: false,
+                ..Default::default()
+            },
+            move |a| {
+                for (cid, block) in &blocks {
+                    a.sink().put(cid, block)?;
+                }
+                // an add must add something by name
+                a.file("anchor", &mut &b"x"[..], |_| {}).map(drop)
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// The blocks of a file as an add makes them.
+fn import_blocks(data: &[u8], opts: &ImportOptions) -> Vec<(Cid, Vec<u8>)> {
+    let mut sink = Collect(Vec::new());
+    import_bytes(data, opts, &mut sink).unwrap();
+    sink.0
+}
+
+/// The block of a symlink.
+fn symlink_block(target: &str, opts: &ImportOptions) -> (Cid, Vec<u8>) {
+    let mut sink = Collect(Vec::new());
+    symlink(target, opts, &mut sink).unwrap();
+    sink.0.pop().unwrap()
+}
+
+struct Collect(Vec<(Cid, Vec<u8>)>);
+impl BlockSink for Collect {
+    fn put(&mut self, cid: &Cid, data: &[u8]) -> std::io::Result<()> {
+        self.0.push((*cid, data.to_vec()));
+        Ok(())
+    }
+}
+
 /// A store on a repo under `dir`, with no network.
 async fn open(dir: &std::path::Path) -> Store {
     Store::open(
@@ -57,23 +99,10 @@ async fn a_name_listed_twice_cannot_write_through_a_symlink() {
     let inner = dir_block(&[("sub", top.0), ("sub", top.0)]);
     let fine = dir_block(&[("a", link.cid), ("b", file.cid)]);
     let roots = [top.0, inner.0, fine.0];
-    store
-        .add(
-            AddOptions {
-                pin: false,
-                ..Default::default()
-            },
-            move |a| {
-                a.file("payload", &mut &payload[..], |_| {})?;
-                symlink(&victim_str, &opts, a.sink())?;
-                for (cid, block) in [top, inner, fine] {
-                    a.sink().put(&cid, &block)?;
-                }
-                Ok(())
-            },
-        )
-        .await
-        .unwrap();
+    let mut blocks = vec![top, inner, fine];
+    blocks.extend(import_blocks(&payload, &opts));
+    blocks.push(symlink_block(&victim_str, &opts));
+    put_blocks(&store, blocks).await;
 
     for root in &roots[..2] {
         let err = store.entries(root).await.unwrap_err();
@@ -155,23 +184,9 @@ async fn a_file_that_lies_about_its_size_is_refused() {
         honest.clone(),
         dir.clone(),
     ];
-    store
-        .add(
-            AddOptions {
-                pin: false,
-                ..Default::default()
-            },
-            move |a| {
-                a.sink().put(&raw, &big)?;
-                for (cid, block) in blocks {
-                    a.sink().put(&cid, &block)?;
-                }
-                // an add must add something by name
-                a.file("anchor", &mut &b"x"[..], |_| {}).map(drop)
-            },
-        )
-        .await
-        .unwrap();
+    let mut blocks = blocks.to_vec();
+    blocks.push((raw, big));
+    put_blocks(&store, blocks).await;
     for bad in [small_claim.0, lying_child.0, hidden.0] {
         let e = read_all(&store, bad).await.unwrap_err();
         assert!(matches!(e, Error::Malformed { .. }), "{bad}: {e}");

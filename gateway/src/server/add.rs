@@ -300,13 +300,12 @@ async fn pump_inner(
     };
     let mut parts = 0usize;
     'parts: loop {
-        let field = match mp.next_field().await {
+        let mut field = match mp.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(_) if !out.open => break,
             Err(e) => return Err(bad(e)),
         };
-        let mut field = field;
         parts += 1;
         // As Kubo does, the entry's path is the `filename` parameter alone (QueryEscape'd); a
         // part without one is an unnamed file, named by its CID.

@@ -126,7 +126,7 @@ class _Input(io.RawIOBase):
                 data = self._piece(min(want - done, _PIECE))
                 out[done : done + len(data)] = data
                 done += len(data)
-            return max(done, 0)
+            return done
 
     def readall(self):
         pieces = []
