@@ -1,10 +1,7 @@
 //! `ipfaas`: the gateway (HTTP API + embedded IPFS node) and its command-line client.
 
-mod backend;
+mod api;
 mod cli;
-mod examples;
-mod fncmd;
-mod server;
 mod units;
 
 use clap::Parser;

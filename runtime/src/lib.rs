@@ -1,25 +1,35 @@
 //! ipfaas runtime: the backing store and the executors that run functions on it.
 //!
-//! - [`store`] — the *backing store*: an embedded IPFS node with a crash-consistent on-disk repo,
-//!   pins, and Kubo-identical imports.
+//! Dependencies point one way, from the bottom of this list to the top:
+//! - [`units`], [`error`], [`path`] — sizes, errors, IPFS paths.
 //! - [`unixfs`] — UnixFS import (files, directories, HAMT shards) and read (ranges, listings,
-//!   tar streams): the building blocks every executor's *mounting mechanism* uses.
-//! - [`wasm`] — the Python-in-WebAssembly executor; [`mount`] is its mounting mechanism (an
-//!   input CID as a seekable stream), [`functions`] deploys and invokes functions.
-//! - [`net`] — the network of nodes: bootstrap peers, DHT lookups; invocations travel between
-//!   nodes by [`functions::remote`].
+//!   tar streams).
+//! - [`store`] — the *backing store*: an embedded IPFS node with a crash-consistent on-disk
+//!   repo, pins, Kubo-identical imports, and exports to the host.
+//! - [`executor`] — what runs a function, each with its own *mounting mechanism*:
+//!   [`executor::wasm`] (Python in WebAssembly; the input is a stream into the guest) and
+//!   [`executor::docker`] (any image; the input is a read-only mount).
+//! - [`registry`] — names, definitions, bundles and manifests.
+//! - [`deploy`] and [`invoke`] — the [`Functions`] facade: deploy, invoke, cache, publish,
+//!   forward to peers, verify.
+//! - [`net`] — the network of nodes: bootstrap peers, DHT lookups.
 
-pub mod docker;
+#![warn(missing_docs)]
+
+pub mod deploy;
 pub mod error;
-pub mod functions;
-pub mod mount;
+pub mod executor;
+pub(crate) mod fs;
+pub mod invoke;
+pub(crate) mod metrics;
 pub mod net;
 pub mod path;
+pub mod registry;
 pub mod store;
 pub mod units;
 pub mod unixfs;
-pub mod wasm;
 
 pub use error::{Error, Result};
+pub use invoke::Functions;
 pub use path::IpfsPath;
 pub use store::{Store, StoreConfig};

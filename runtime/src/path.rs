@@ -3,9 +3,12 @@
 use crate::error::{Error, Result, parse_cid};
 use cid::Cid;
 
+/// A parsed IPFS path: a root CID and the names to follow from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IpfsPath {
+    /// The CID the path starts from.
     pub root: Cid,
+    /// The entry names below the root, in order; empty segments are dropped.
     pub segments: Vec<String>,
 }
 

@@ -1,5 +1,7 @@
 //! Human-friendly sizes (`8GiB`, `10MB`, `4096`) for options and `ipfaas.toml`.
 
+/// Parses a byte count with an optional unit: decimal (`kB`, `MB`, ...) or binary (`KiB`, `MiB`,
+/// ...), case-insensitive; a bare number is bytes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());

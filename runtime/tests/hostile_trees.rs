@@ -109,27 +109,19 @@ async fn a_name_listed_twice_cannot_write_through_a_symlink() {
         assert!(matches!(err, Error::Malformed { .. }), "{err}");
         assert!(err.to_string().contains("more than once"), "{err}");
         let dest = tmp.path().join(format!("export-{root}"));
-        let err = ipfaas_runtime::mount::export_tree(&store, *root, &dest)
-            .await
-            .unwrap_err();
+        let err = store.export_tree(*root, &dest).await.unwrap_err();
         assert!(matches!(err, Error::Malformed { .. }), "{err}");
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     }
 
     // a well-formed tree with a symlink exports, and the symlink is only a symlink
     let dest = tmp.path().join("export-ok");
-    ipfaas_runtime::mount::export_tree(&store, roots[2], &dest)
-        .await
-        .unwrap();
+    store.export_tree(roots[2], &dest).await.unwrap();
     assert_eq!(std::fs::read_link(dest.join("a")).unwrap(), victim);
     assert_eq!(std::fs::read(dest.join("b")).unwrap(), b"overwritten!");
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     // exporting again over it refuses to write through what is there
-    assert!(
-        ipfaas_runtime::mount::write_file(&store, roots[2], &dest.join("a"))
-            .await
-            .is_err()
-    );
+    assert!(store.write_file(roots[2], &dest.join("a")).await.is_err());
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     store.shutdown().await;
 }

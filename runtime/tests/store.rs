@@ -377,6 +377,7 @@ async fn missing_blocks_are_not_found_after_the_configured_wait() {
         bootstrap: vec![],
         fetch_timeout: Duration::from_millis(700),
         offline: false,
+        protocols: vec![],
     };
     let store = Store::open(cfg, &prometheus::Registry::new())
         .await

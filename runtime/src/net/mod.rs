@@ -1,7 +1,7 @@
 //! The network of nodes: staying connected to the bootstrap peers, finding who holds a CID in
 //! the DHT, and network metrics. Content itself moves by bitswap inside the embedded node (see
 //! [`crate::store`]); invocations move by the request-response protocol in
-//! [`crate::functions::remote`].
+//! [`crate::invoke::remote`].
 //!
 //! Everything here is libp2p as rust-ipfs ships it (TCP, noise, yamux, identify, Kademlia on
 //! `/ipfs/kad/1.0.0`, bitswap), so a standard IPFS peer interoperates; nothing is a home-made
@@ -25,10 +25,14 @@ pub const REDIAL_INTERVAL: Duration = Duration::from_secs(2);
 /// A connected peer.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Peer {
+    /// Its peer id.
     pub peer: String,
+    /// The remote addresses of its connections.
     pub addrs: Vec<String>,
 }
 
+/// This node's place in the network: its store's node, the bootstrap peers it keeps dialled and
+/// the network metrics. Cheap to clone.
 #[derive(Clone)]
 pub struct Network {
     inner: Arc<Inner>,
@@ -87,14 +91,17 @@ impl Network {
         Ok(net)
     }
 
+    /// The store whose embedded node this network runs on.
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
 
+    /// The network metrics, also updated by invocation forwarding and verification.
     pub fn metrics(&self) -> &NetMetrics {
         &self.inner.metrics
     }
 
+    /// The bootstrap addresses this node keeps connected.
     pub fn bootstrap_list(&self) -> &[Multiaddr] {
         &self.inner.bootstrap
     }
@@ -196,6 +203,7 @@ impl Network {
         Ok(out)
     }
 
+    /// Ids of the connected peers, sorted; none when offline.
     pub async fn connected(&self) -> Vec<PeerId> {
         if self.inner.store.is_offline() {
             return vec![];

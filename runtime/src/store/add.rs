@@ -10,11 +10,14 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
+/// How one add imports, pins and commits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddOptions {
+    /// Chunking, layout and CID options, which decide the CIDs.
     pub import: ImportOptions,
     /// Wrap the top-level items in a directory (`--wrap-with-directory`).
     pub wrap: bool,
+    /// Pin the roots (recursively) once the add has committed.
     pub pin: bool,
     /// Make the blocks durable before returning (one `syncfs`). Without it the caller must call
     /// [`crate::Store::sync_and_pin`] before relying on them surviving a crash.
@@ -35,7 +38,9 @@ impl Default for AddOptions {
 /// One imported item, named by its path within the add ("" for a wrapping directory).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Added {
+    /// Slash-separated path within the add.
     pub path: String,
+    /// The item's root CID.
     #[serde(serialize_with = "ser_cid")]
     pub cid: Cid,
     /// Cumulative DAG size.
@@ -48,14 +53,18 @@ fn ser_cid<S: serde::Serializer>(c: &Cid, s: S) -> std::result::Result<S::Ok, S:
     s.collect_str(c)
 }
 
+/// What one add produced.
 #[derive(Debug, Clone, Default)]
 pub struct AddOutcome {
     /// Files and symlinks in the order added, then directories children-first.
     pub added: Vec<Added>,
     /// The top-level items (or the wrapping directory).
     pub roots: Vec<Added>,
+    /// Blocks that were not in the store before.
     pub new_blocks: u64,
+    /// Bytes of those new blocks.
     pub new_bytes: u64,
+    /// File content imported (symlinks and directory nodes not counted), new or not.
     pub content_bytes: u64,
 }
 
@@ -75,6 +84,8 @@ pub fn clean_path(p: &str) -> Result<Vec<&str>> {
     Ok(parts)
 }
 
+/// Builds one add: takes entries by path, then [`Adder::finish`] assembles the directories and
+/// commits.
 pub struct Adder<'a> {
     opts: AddOptions,
     writer: BatchWriter<'a>,
@@ -85,6 +96,7 @@ pub struct Adder<'a> {
 }
 
 impl<'a> Adder<'a> {
+    /// An empty add writing into `fs`.
     pub fn new(fs: &'a FlatFs, opts: AddOptions) -> Self {
         let mut dirs = BTreeMap::new();
         dirs.insert(String::new(), BTreeMap::new());
@@ -191,6 +203,7 @@ impl<'a> Adder<'a> {
         Ok(item)
     }
 
+    /// Adds a symlink at `path` pointing at `target` (stored as written, not followed).
     pub fn symlink(&mut self, path: &str, target: &str) -> Result<Imported> {
         let path = clean_path(path)?.join("/");
         let item = unixfs::symlink(target, &self.opts.import, &mut self.writer)?;

@@ -18,6 +18,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// A flatfs block store rooted at one directory: one file per block.
 #[derive(Debug, Clone)]
 pub struct FlatFs {
     root: PathBuf,
@@ -46,6 +47,7 @@ impl FlatFs {
         Ok(Self { root })
     }
 
+    /// The store's directory.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -66,10 +68,12 @@ impl FlatFs {
         p
     }
 
+    /// Whether the block `cid` is on disk here.
     pub fn contains(&self, cid: &Cid) -> bool {
         self.path(cid).is_file()
     }
 
+    /// The block `cid` read from disk, or `None` if it is not stored here.
     pub fn get(&self, cid: &Cid) -> io::Result<Option<Vec<u8>>> {
         let mut f = match File::open(self.path(cid)) {
             Ok(f) => f,
@@ -214,6 +218,7 @@ pub struct BatchWriter<'a> {
     state: WriterState,
     /// Blocks and bytes that were new to the store; complete once the writes are finished.
     pub new_blocks: u64,
+    /// Bytes of those new blocks.
     pub new_bytes: u64,
 }
 

@@ -1,14 +1,24 @@
+//! Store metrics: block and byte counts, add and read volumes and durations, peer fetches.
+
+use crate::metrics::register;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
 
 /// Store metrics, registered into the caller's registry.
 #[derive(Clone, Debug)]
 pub struct StoreMetrics {
+    /// `ipfaas_store_blocks`: blocks on disk, counted at open and kept current by adds and fetches.
     pub blocks: IntGauge,
+    /// `ipfaas_store_bytes`: bytes of those blocks.
     pub bytes: IntGauge,
+    /// `ipfaas_store_added_bytes_total`: file content imported by adds.
     pub added_bytes: IntCounter,
+    /// `ipfaas_store_read_bytes_total`: file bytes streamed out by reads.
     pub read_bytes: IntCounter,
+    /// `ipfaas_store_add_duration_seconds`: one add, the wait for a blocking thread included.
     pub add_seconds: Histogram,
+    /// `ipfaas_store_read_duration_seconds`: one read stream, until it is dropped.
     pub read_seconds: Histogram,
+    /// `ipfaas_store_fetched_blocks_total`: blocks fetched from peers over bitswap.
     pub fetched_blocks: IntCounter,
 }
 
@@ -17,47 +27,61 @@ fn buckets() -> Vec<f64> {
 }
 
 impl StoreMetrics {
-    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
-        let m = Self {
-            blocks: IntGauge::new("ipfaas_store_blocks", "Blocks in the local block store")?,
-            bytes: IntGauge::new(
-                "ipfaas_store_bytes",
-                "Bytes of blocks in the local block store",
+    /// Creates the store metrics and registers them in `r`.
+    pub fn new(r: &Registry) -> prometheus::Result<Self> {
+        Ok(Self {
+            blocks: register(
+                r,
+                IntGauge::new("ipfaas_store_blocks", "Blocks in the local block store")?,
             )?,
-            added_bytes: IntCounter::new(
-                "ipfaas_store_added_bytes_total",
-                "Content bytes imported by adds",
+            bytes: register(
+                r,
+                IntGauge::new(
+                    "ipfaas_store_bytes",
+                    "Bytes of blocks in the local block store",
+                )?,
             )?,
-            read_bytes: IntCounter::new(
-                "ipfaas_store_read_bytes_total",
-                "Content bytes served by cat/get/gateway reads",
+            added_bytes: register(
+                r,
+                IntCounter::new(
+                    "ipfaas_store_added_bytes_total",
+                    "Content bytes imported by adds",
+                )?,
             )?,
-            add_seconds: Histogram::with_opts(
-                HistogramOpts::new(
-                    "ipfaas_store_add_duration_seconds",
-                    "Duration of an add, from the call (the wait for a blocking thread and the commit included)",
-                )
-                .buckets(buckets()),
+            read_bytes: register(
+                r,
+                IntCounter::new(
+                    "ipfaas_store_read_bytes_total",
+                    "Content bytes served by cat/get/gateway reads",
+                )?,
             )?,
-            read_seconds: Histogram::with_opts(
-                HistogramOpts::new(
-                    "ipfaas_store_read_duration_seconds",
-                    "Duration of a read (cat/get stream)",
-                )
-                .buckets(buckets()),
+            add_seconds: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "ipfaas_store_add_duration_seconds",
+                        "Duration of an add, from the call (the wait for a blocking thread and the commit included)",
+                    )
+                    .buckets(buckets()),
+                )?,
             )?,
-            fetched_blocks: IntCounter::new(
-                "ipfaas_store_fetched_blocks_total",
-                "Blocks fetched from peers",
+            read_seconds: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "ipfaas_store_read_duration_seconds",
+                        "Duration of a read (cat/get stream)",
+                    )
+                    .buckets(buckets()),
+                )?,
             )?,
-        };
-        registry.register(Box::new(m.blocks.clone()))?;
-        registry.register(Box::new(m.bytes.clone()))?;
-        registry.register(Box::new(m.added_bytes.clone()))?;
-        registry.register(Box::new(m.read_bytes.clone()))?;
-        registry.register(Box::new(m.add_seconds.clone()))?;
-        registry.register(Box::new(m.read_seconds.clone()))?;
-        registry.register(Box::new(m.fetched_blocks.clone()))?;
-        Ok(m)
+            fetched_blocks: register(
+                r,
+                IntCounter::new(
+                    "ipfaas_store_fetched_blocks_total",
+                    "Blocks fetched from peers",
+                )?,
+            )?,
+        })
     }
 }

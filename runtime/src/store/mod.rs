@@ -13,6 +13,7 @@
 pub mod add;
 pub mod blockstore;
 mod cache;
+pub mod export;
 pub mod metrics;
 pub mod pins;
 
@@ -34,19 +35,39 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Where the store keeps its repo and how its node joins the network.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    /// The repo directory (created if missing).
     pub repo: PathBuf,
     /// libp2p listen addresses; none = no transport at all (offline).
     pub listen: Vec<Multiaddr>,
+    /// Peers the node dials at start (with their `/p2p/` ids).
     pub bootstrap: Vec<Multiaddr>,
     /// How long a read waits for a block that is not local before answering "not found".
     pub fetch_timeout: Duration,
     /// Never ask peers; a missing block is "not found" at once.
     pub offline: bool,
+    /// Request-response protocols spoken over libp2p besides the IPFS ones (the invocations
+    /// between ipfaas nodes: see [`crate::invoke::remote::protocol`]).
+    pub protocols: Vec<Protocol>,
+}
+
+/// A libp2p request-response protocol the node speaks: its name and its bounds.
+#[derive(Debug, Clone)]
+pub struct Protocol {
+    /// The protocol name, e.g. `/ipfaas/invoke/1.0.0`.
+    pub name: &'static str,
+    /// Longest a request may take before the caller gives up on that peer.
+    pub timeout: Duration,
+    /// Largest request accepted, in bytes.
+    pub max_request: usize,
+    /// Largest response accepted, in bytes.
+    pub max_response: usize,
 }
 
 impl StoreConfig {
+    /// A store at `repo` that never touches the network (tools, tests).
     pub fn offline(repo: impl Into<PathBuf>) -> Self {
         Self {
             repo: repo.into(),
@@ -54,10 +75,12 @@ impl StoreConfig {
             bootstrap: vec![],
             fetch_timeout: Duration::ZERO,
             offline: true,
+            protocols: vec![],
         }
     }
 }
 
+/// The backing store: the repo and its embedded IPFS node. Cheap to clone; clones share one node.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -71,18 +94,14 @@ struct Inner {
     metrics: StoreMetrics,
     fetch_timeout: Duration,
     offline: bool,
+    /// Names of the request-response protocols spoken (see [`StoreConfig::protocols`]).
+    protocols: Vec<&'static str>,
     /// Roots to announce in the DHT (see [`Store::announce`]).
     announce: Option<tokio::sync::mpsc::Sender<Cid>>,
     /// Directory nodes and file roots read recently.
     small: cache::SmallBlocks,
     _lock: File,
 }
-
-/// The libp2p request-response protocol that carries invocations between ipfaas nodes.
-pub const INVOKE_PROTOCOL: &str = "/ipfaas/invoke/1.0.0";
-
-/// Longest a forwarded invocation may take before the caller gives up on that peer.
-pub const INVOKE_PROTOCOL_TIMEOUT: Duration = Duration::from_secs(600);
 
 fn lock_repo(repo: &Path) -> Result<File> {
     let f = OpenOptions::new()
@@ -135,6 +154,9 @@ fn load_or_create_identity(repo: &Path) -> Result<Keypair> {
 }
 
 impl Store {
+    /// Locks and opens the repo (creating it and the node's identity if new), starts the node
+    /// and registers the store metrics in `registry`. Fails with [`Error::RepoLocked`] if another
+    /// process owns the repo.
     pub async fn open(cfg: StoreConfig, registry: &prometheus::Registry) -> Result<Self> {
         std::fs::create_dir_all(&cfg.repo)?;
         let repo = cfg.repo.canonicalize()?;
@@ -159,13 +181,21 @@ impl Store {
         }
         if !cfg.offline {
             // Kademlia (the standard /ipfs/kad/1.0.0) so a node finds who holds a CID, and
-            // one request-response protocol for invocations between ipfaas nodes.
-            b = b.with_kademlia().with_request_response(vec![
-                RequestResponseConfig::new(INVOKE_PROTOCOL)
-                    .set_timeout(INVOKE_PROTOCOL_TIMEOUT)
-                    .set_max_request_size(256 << 10)
-                    .set_max_response_size(1 << 20),
-            ]);
+            // the caller's request-response protocols (invocations between ipfaas nodes).
+            b = b.with_kademlia();
+            if !cfg.protocols.is_empty() {
+                b = b.with_request_response(
+                    cfg.protocols
+                        .iter()
+                        .map(|p| {
+                            RequestResponseConfig::new(p.name)
+                                .set_timeout(p.timeout)
+                                .set_max_request_size(p.max_request)
+                                .set_max_response_size(p.max_response)
+                        })
+                        .collect(),
+                );
+            }
         }
         for a in &cfg.bootstrap {
             b = b.add_bootstrap(a.clone());
@@ -195,6 +225,7 @@ impl Store {
                 metrics,
                 fetch_timeout: cfg.fetch_timeout,
                 offline: cfg.offline,
+                protocols: cfg.protocols.iter().map(|p| p.name).collect(),
                 announce,
                 small: cache::SmallBlocks::default(),
                 _lock: lock,
@@ -230,6 +261,12 @@ impl Store {
         &self.inner.node
     }
 
+    /// The request-response protocols this node speaks besides the IPFS ones.
+    pub fn protocols(&self) -> &[&'static str] {
+        &self.inner.protocols
+    }
+
+    /// Whether the node was started without the network.
     pub fn is_offline(&self) -> bool {
         self.inner.offline
     }
@@ -253,14 +290,17 @@ impl Store {
         }
     }
 
+    /// The repo directory (canonical).
     pub fn repo(&self) -> &Path {
         &self.inner.repo
     }
 
+    /// This node's libp2p peer id, stable across restarts (from `identity.key`).
     pub fn peer_id(&self) -> PeerId {
         self.inner.node.keypair().public().to_peer_id()
     }
 
+    /// This node's public key in libp2p's protobuf encoding.
     pub fn public_key_protobuf(&self) -> Vec<u8> {
         self.inner.node.keypair().public().encode_protobuf()
     }
@@ -280,10 +320,12 @@ impl Store {
             .collect())
     }
 
+    /// Whether `cid` is a pinned root.
     pub fn is_pinned(&self, cid: &Cid) -> bool {
         self.inner.pins.is_pinned(cid)
     }
 
+    /// Every pinned root, sorted.
     pub fn pins(&self) -> Result<Vec<Cid>> {
         Ok(self.inner.pins.list()?)
     }
@@ -310,6 +352,29 @@ impl Store {
         F: FnOnce(&mut Adder<'_>) -> Result<()>,
     {
         self.add_since(Instant::now(), opts, feed)
+    }
+
+    /// Adds a tree whose single root is `root` (default options: pinned, durable); returns
+    /// the root's CID.
+    pub async fn add_tree<F>(&self, root: &str, feed: F) -> Result<String>
+    where
+        F: FnOnce(&mut Adder<'_>) -> Result<()> + Send + 'static,
+    {
+        let out = self.add(AddOptions::default(), feed).await?;
+        out.roots
+            .iter()
+            .find(|r| r.path == root)
+            .map(|r| r.cid.to_string())
+            .ok_or_else(|| crate::error::io_err(format!("add produced no {root:?} root")))
+    }
+
+    /// Adds bytes as one file (default import profile, pinned, durable); returns its CID.
+    pub async fn add_bytes(&self, data: Bytes) -> Result<String> {
+        self.add_tree("data", move |a| {
+            a.bytes("data", &data)?;
+            Ok(())
+        })
+        .await
     }
 
     /// An add whose caller started waiting at `t` (its duration metric counts from there).
@@ -352,6 +417,7 @@ impl Store {
         .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?
     }
 
+    /// Unpins `cid`; `false` if it was not pinned. Its blocks stay on disk.
     pub async fn unpin(&self, cid: &Cid) -> Result<bool> {
         let inner = self.inner.clone();
         let cid = *cid;
@@ -372,10 +438,12 @@ impl Store {
         self.resolve(path.root, &segs).await
     }
 
+    /// What `cid` is: a file (with its size), a directory or a symlink.
     pub async fn stat(&self, cid: &Cid) -> Result<Kind> {
         read::stat(self, cid).await
     }
 
+    /// The entries of the directory `cid` (basic or HAMT).
     pub async fn entries(&self, cid: &Cid) -> Result<Vec<read::Entry>> {
         read::entries(self, cid).await
     }
@@ -394,6 +462,22 @@ impl Store {
             .await
             .into_iter()
             .collect()
+    }
+
+    /// A whole file in memory, refusing one over `max` bytes before reading any of it.
+    pub async fn read_all(&self, cid: Cid, max: u64) -> Result<Bytes> {
+        use futures::TryStreamExt;
+        let (size, mut s) = self.cat(cid, 0, None).await?;
+        if size > max {
+            return Err(Error::InvalidInput(format!(
+                "{cid} is {size} bytes, more than {max}"
+            )));
+        }
+        let mut out = Vec::with_capacity(size as usize);
+        while let Some(b) = s.try_next().await? {
+            out.extend_from_slice(&b);
+        }
+        Ok(out.into())
     }
 
     /// Checks that `cid` is a file and the range starts inside it, then streams it.

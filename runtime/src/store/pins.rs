@@ -6,12 +6,14 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::PathBuf;
 
+/// The pin set of one repo, kept as files in one directory.
 #[derive(Debug)]
 pub struct Pins {
     dir: PathBuf,
 }
 
 impl Pins {
+    /// Opens (creating) the pin directory `dir`.
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<Self> {
         let dir = dir.into();
         fs::create_dir_all(&dir)?;
@@ -22,6 +24,7 @@ impl Pins {
         self.dir.join(cid.to_string())
     }
 
+    /// Whether `cid` itself is a pinned root (blocks below a root are not looked up).
     pub fn is_pinned(&self, cid: &Cid) -> bool {
         self.path(cid).is_file()
     }
@@ -59,6 +62,7 @@ impl Pins {
         }
     }
 
+    /// Every pinned root, sorted; stray files (an interrupted pin's temp file) are skipped.
     pub fn list(&self) -> io::Result<Vec<Cid>> {
         let mut out = Vec::new();
         for e in fs::read_dir(&self.dir)? {

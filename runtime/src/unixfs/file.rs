@@ -18,6 +18,8 @@ struct Child {
     size: u64,
 }
 
+/// Imports one file from bytes written in any pieces, putting each block into the sink as soon
+/// as it is complete.
 pub struct FileBuilder<'a, S: BlockSink> {
     opts: &'a ImportOptions,
     sink: &'a mut S,
@@ -29,6 +31,7 @@ pub struct FileBuilder<'a, S: BlockSink> {
 }
 
 impl<'a, S: BlockSink> FileBuilder<'a, S> {
+    /// An empty file, to be shaped by `opts` and stored in `sink`.
     pub fn new(opts: &'a ImportOptions, sink: &'a mut S) -> Self {
         Self {
             // grows to a chunk only if the data needs it: most invocation outputs are small
@@ -41,6 +44,7 @@ impl<'a, S: BlockSink> FileBuilder<'a, S> {
         }
     }
 
+    /// Appends `data`, emitting a leaf (and any internal nodes it completes) per full chunk.
     pub fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
         self.total += data.len() as u64;
         let cs = self.opts.chunk_size;
@@ -85,6 +89,8 @@ impl<'a, S: BlockSink> FileBuilder<'a, S> {
         }
     }
 
+    /// Emits the last partial leaf and the right-most path, and returns the root. An empty
+    /// file still gets a (empty) leaf; a one-chunk file is its leaf.
     pub fn finish(mut self) -> io::Result<Imported> {
         if !self.buf.is_empty() || self.levels.is_empty() {
             let chunk = std::mem::take(&mut self.buf);

@@ -16,12 +16,15 @@ use multihash::Multihash;
 use sha2::{Digest, Sha256};
 use std::str::FromStr;
 
+/// Multicodec of dag-pb blocks (UnixFS nodes).
 pub const DAG_PB: u64 = 0x70;
+/// Multicodec of raw blocks (file leaves holding bare bytes).
 pub const RAW: u64 = 0x55;
 const SHA2_256: u64 = 0x12;
 
 /// Where importers put the blocks they make.
 pub trait BlockSink {
+    /// Takes one finished block and its CID.
     fn put(&mut self, cid: &Cid, data: &[u8]) -> std::io::Result<()>;
 }
 
@@ -70,12 +73,17 @@ impl FromStr for Profile {
 /// Everything that decides the shape (and so the CID) of an imported DAG.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportOptions {
+    /// CIDv1 for dag-pb nodes; CIDv0 (`Qm...`) otherwise.
     pub cid_v1: bool,
+    /// File leaves as raw blocks rather than dag-pb nodes wrapping the bytes.
     pub raw_leaves: bool,
+    /// Bytes per file leaf (fixed-size chunking).
     pub chunk_size: usize,
+    /// Most links an internal node of a file's balanced DAG holds.
     pub max_links: usize,
     /// A directory whose estimated size is strictly greater than this becomes a HAMT.
     pub hamt_threshold: usize,
+    /// How a directory's size is measured against `hamt_threshold`.
     pub size_estimation: SizeEstimation,
 }
 
@@ -83,6 +91,7 @@ pub struct ImportOptions {
 pub const MAX_CHUNK_SIZE: usize = 2 * 1024 * 1024 - 1024;
 
 impl ImportOptions {
+    /// The options a named IPIP-499 profile fixes.
     pub fn profile(p: Profile) -> Self {
         match p {
             Profile::UnixfsV0_2015 => Self {
@@ -144,6 +153,7 @@ impl Default for ImportOptions {
     }
 }
 
+/// The sha2-256 multihash of `data`, as every imported block is addressed.
 pub fn sha256(data: &[u8]) -> Multihash<64> {
     Multihash::wrap(SHA2_256, &Sha256::digest(data)).expect("32-byte digest fits")
 }
@@ -151,6 +161,7 @@ pub fn sha256(data: &[u8]) -> Multihash<64> {
 /// The root of an imported file, directory or symlink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Imported {
+    /// The root block's CID.
     pub cid: Cid,
     /// Cumulative DAG size (what a parent link's `Tsize` carries).
     pub tsize: u64,

@@ -12,11 +12,17 @@ use std::fmt;
 /// UnixFS node types (`unixfs.proto`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataType {
+    /// Bare bytes inside a dag-pb node (legacy); read like a file.
     Raw = 0,
+    /// A basic directory: one link per entry.
     Directory = 1,
+    /// A file or part of one: inline data and/or links to its chunks.
     File = 2,
+    /// Legacy metadata wrapper; neither written nor read here.
     Metadata = 3,
+    /// A symlink; `data` holds the target.
     Symlink = 4,
+    /// A node of a HAMT-sharded directory.
     HamtShard = 5,
 }
 
@@ -37,15 +43,22 @@ impl DataType {
 /// The UnixFS `Data` message, borrowed from the block it was decoded from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnixFs<'a> {
+    /// `Type`: what the node is.
     pub kind: DataType,
+    /// `Data`: file bytes, a symlink target, or a HAMT node's bitfield.
     pub data: Option<&'a [u8]>,
+    /// `filesize`: total file bytes below this node.
     pub filesize: Option<u64>,
+    /// `blocksizes`: file bytes below each link, in link order.
     pub blocksizes: Vec<u64>,
+    /// `hashType`: the HAMT's hash function (murmur3-x64-64 here).
     pub hash_type: Option<u64>,
+    /// `fanout`: the HAMT's width (256 here).
     pub fanout: Option<u64>,
 }
 
 impl<'a> UnixFs<'a> {
+    /// A message of type `kind` with every other field absent.
     pub fn new(kind: DataType) -> Self {
         Self {
             kind,
@@ -57,6 +70,7 @@ impl<'a> UnixFs<'a> {
         }
     }
 
+    /// Serializes the message, fields in tag order as Kubo writes them.
     pub fn encode(&self) -> Vec<u8> {
         let mut out =
             Vec::with_capacity(16 + self.data.map_or(0, <[u8]>::len) + 4 * self.blocksizes.len());
@@ -79,6 +93,7 @@ impl<'a> UnixFs<'a> {
         out
     }
 
+    /// Parses a `Data` message; unknown fields are skipped, a missing type is an error.
     pub fn decode(buf: &'a [u8]) -> Result<Self, DecodeError> {
         let mut kind = None;
         let mut me = UnixFs::new(DataType::Raw);
@@ -139,15 +154,20 @@ pub fn encode_file_leaf(out: &mut Vec<u8>, data: &[u8]) {
 /// One `PBLink`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
+    /// `Hash`: the child's CID.
     pub cid: Cid,
+    /// `Name`: the entry name in a directory; empty for file chunks.
     pub name: String,
+    /// `Tsize`: cumulative size of the child's DAG.
     pub tsize: u64,
 }
 
 /// A decoded `PBNode`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node<'a> {
+    /// `Links`, in block order.
     pub links: Vec<Link>,
+    /// `Data`: the encoded UnixFS message, if any.
     pub data: Option<&'a [u8]>,
 }
 
@@ -169,6 +189,7 @@ impl<'a> Node<'a> {
         out
     }
 
+    /// Parses a `PBNode`, refusing any field dag-pb does not define.
     pub fn decode(buf: &'a [u8]) -> Result<Self, DecodeError> {
         let mut node = Node {
             links: Vec::new(),
@@ -211,6 +232,7 @@ fn decode_link(buf: &[u8]) -> Result<Link, DecodeError> {
     })
 }
 
+/// Why a block did not decode, in a few words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeError(pub &'static str);
 

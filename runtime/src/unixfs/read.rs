@@ -15,17 +15,28 @@ use tokio::sync::mpsc;
 
 /// Anything that can hand out blocks by CID (the store: local disk, then peers).
 pub trait BlockSource: Clone + Send + Sync + 'static {
+    /// The bytes of block `cid`, or [`Error::NotFound`] when it cannot be had.
     fn block(&self, cid: &Cid) -> impl Future<Output = Result<Bytes>> + Send;
 }
 
+/// File bytes as a stream of chunks, each of which may fail (a block not found, a bad node).
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
 
 /// What a CID points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
-    File { size: u64 },
+    /// A file (a raw block or a UnixFS file DAG).
+    File {
+        /// Its length in bytes.
+        size: u64,
+    },
+    /// A directory, basic or HAMT-sharded.
     Directory,
-    Symlink { target: String },
+    /// A symlink.
+    Symlink {
+        /// Where it points, as stored (lossily decoded as UTF-8).
+        target: String,
+    },
 }
 
 fn malformed(cid: &Cid, reason: impl ToString) -> Error {
@@ -66,6 +77,7 @@ pub fn kind_of(cid: &Cid, block: &[u8]) -> Result<Kind> {
     })
 }
 
+/// Fetches the block `cid` and tells what it is.
 pub async fn stat<B: BlockSource>(src: &B, cid: &Cid) -> Result<Kind> {
     kind_of(cid, &src.block(cid).await?)
 }
@@ -73,8 +85,11 @@ pub async fn stat<B: BlockSource>(src: &B, cid: &Cid) -> Result<Kind> {
 /// A directory entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The entry's name (a single, checked path component).
     pub name: String,
+    /// What the entry points at.
     pub cid: Cid,
+    /// Cumulative DAG size of the entry, from its link.
     pub tsize: u64,
 }
 

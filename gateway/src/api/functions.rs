@@ -1,0 +1,480 @@
+//! The functions API: deploy (`POST /v1/functions`), list and inspect, invoke
+//! (`POST /v1/functions/{name|cid}/invoke`), and asynchronous jobs (`GET /v1/jobs/{id}`).
+
+use super::error::{ApiError, ApiResult};
+use super::{App, Body, Query, full, json};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode, header};
+use ipfaas_runtime::error::parse_cid;
+use ipfaas_runtime::invoke::headers;
+use ipfaas_runtime::invoke::{Invocation, InvokeError, InvokeRequest};
+use ipfaas_runtime::registry::Bundle;
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+/// Query keys the invoke endpoint reads itself; every other key is a parameter for the function.
+const RESERVED: [&str; 3] = ["cid", "cache", "async"];
+
+pub async fn route(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    rest: &str,
+) -> (&'static str, ApiResult<Response<Body>>) {
+    let method = req.method().clone();
+    // Each segment is percent-decoded after the split: clients escape names (`csv%2Dstats`),
+    // and an escaped `/` stays inside its segment, where the name check refuses it.
+    let decoded: Result<Vec<String>, _> = rest
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+        })
+        .collect();
+    let Ok(decoded) = decoded else {
+        return (
+            "v1",
+            Err(ApiError::bad_request(format!(
+                "the path /v1/{rest} is not valid UTF-8 once percent-decoded"
+            ))),
+        );
+    };
+    let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    match (method, parts.as_slice()) {
+        (Method::POST, ["functions"]) => ("deploy", deploy(app, req).await),
+        (Method::GET, ["functions"]) => ("functions", list(app).await),
+        (Method::GET, ["functions", f]) => ("function", show(app, f).await),
+        (Method::POST, ["functions", f, "invoke"]) => {
+            let f = f.to_string();
+            ("invoke", invoke(app, req, &f).await)
+        }
+        (Method::GET, ["jobs", id]) => ("job", job(app, id)),
+        (Method::POST, ["verify"]) => ("verify", verify(app, req).await),
+        (Method::GET, ["peers"]) => ("peers", peers(app).await),
+        (m, _) => (
+            "v1",
+            Err(ApiError::not_found(format!("no route for {m} /v1/{rest}"))),
+        ),
+    }
+}
+
+async fn read_body(app: &App, body: Incoming) -> ApiResult<Bytes> {
+    let limit = app.cfg.max_body;
+    let limited = http_body_util::Limited::new(body, limit as usize);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(limit)),
+        Err(e) => Err(ApiError::bad_request(format!("reading the body: {e}"))),
+    }
+}
+
+fn content_type(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+async fn deploy(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
+    app.authorize(req.headers())?;
+    let q = Query::parse(req.uri());
+    let ctype = content_type(&req);
+    if ctype.starts_with("application/json") {
+        let body = read_body(app, req.into_body()).await?;
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON manifest: {e}")))?;
+        let deployed = app
+            .functions
+            .deploy_manifest(q.get("name").map(str::to_string), v)
+            .await?;
+        return Ok(json(
+            StatusCode::CREATED,
+            &serde_json::to_value(&deployed).unwrap_or_default(),
+        ));
+    }
+    let bundle = if ctype.starts_with("multipart/form-data") {
+        multipart_bundle(app, req, &ctype).await?
+    } else {
+        let body = read_body(app, req.into_body()).await?;
+        if body.is_empty() {
+            return Err(ApiError::bad_request(
+                "send the bundle as a tar or zip body, or as multipart/form-data files",
+            ));
+        }
+        Bundle::from_archive(&body)?
+    };
+    let deployed = app
+        .functions
+        .deploy(q.get("name").map(str::to_string), bundle)
+        .await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &serde_json::to_value(&deployed).unwrap_or_default(),
+    ))
+}
+
+async fn multipart_bundle(app: &App, req: Request<Incoming>, ctype: &str) -> ApiResult<Bundle> {
+    let boundary = multer::parse_boundary(ctype)
+        .map_err(|e| ApiError::bad_request(format!("multipart body: {e}")))?;
+    let body = read_body(app, req.into_body()).await?;
+    let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(body) });
+    let mut mp = multer::Multipart::new(stream, boundary);
+    let mut bundle = Bundle::default();
+    while let Some(field) = mp
+        .next_field()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("multipart body: {e}")))?
+    {
+        let Some(name) = field.file_name().map(super::kubo::add::query_unescape) else {
+            continue;
+        };
+        let data = field
+            .bytes()
+            .await
+            .map_err(|e| ApiError::bad_request(format!("multipart body: {e}")))?;
+        bundle.insert(&name, data)?;
+    }
+    if bundle.files.is_empty() {
+        return Err(ApiError::bad_request("the multipart body holds no files"));
+    }
+    Ok(bundle)
+}
+
+async fn list(app: &Arc<App>) -> ApiResult<Response<Body>> {
+    let fns = app.functions.list().await?;
+    Ok(json(StatusCode::OK, &json!({ "functions": fns })))
+}
+
+async fn show(app: &Arc<App>, f: &str) -> ApiResult<Response<Body>> {
+    let cid = app.functions.resolve_name(f)?;
+    let def = app.functions.definition(&cid).await?;
+    // names never parse as CIDs, so what resolved and is not a CID was a name
+    let name = parse_cid(f).is_err().then_some(f);
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "name": name, "function_cid": cid, "definition": &*def }),
+    ))
+}
+
+async fn invoke(app: &Arc<App>, req: Request<Incoming>, f: &str) -> ApiResult<Response<Body>> {
+    app.authorize(req.headers())?;
+    let q = Query::parse(req.uri());
+    let use_cache = q.bool("cache", true)?;
+    let is_async = q.bool("async", false)?;
+    let mut params: BTreeMap<String, String> = BTreeMap::new();
+    for (k, vs) in q.pairs() {
+        if RESERVED.contains(&k) {
+            continue;
+        }
+        if vs.len() > 1 {
+            return Err(ApiError::bad_request(format!(
+                "parameter {k:?} is given twice"
+            )));
+        }
+        params.insert(k.to_string(), vs[0].clone());
+    }
+    let ctype = content_type(&req);
+    let body = read_body(app, req.into_body()).await?;
+    let mut cid = q.get("cid").map(str::to_string);
+    if ctype.starts_with("application/json") && !body.is_empty() {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Spec {
+            cid: Option<String>,
+            #[serde(default)]
+            params: BTreeMap<String, serde_json::Value>,
+        }
+        let spec: Spec = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+        if spec.cid.is_some() && cid.is_some() {
+            return Err(ApiError::bad_request(
+                "the input CID is given twice (query and body)",
+            ));
+        }
+        cid = cid.or(spec.cid);
+        for (k, v) in spec.params {
+            let v = match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            params.insert(k, v);
+        }
+    } else if !body.is_empty() {
+        if cid.is_some() {
+            return Err(ApiError::bad_request(
+                "give the input either as ?cid= or as the body, not both",
+            ));
+        }
+        cid = Some(app.store.add_bytes(body).await?);
+    }
+    let input = match cid {
+        Some(c) => parse_cid(&c)?,
+        None => {
+            return Err(ApiError::bad_request(
+                "no input: pass ?cid=CID, a JSON body {\"cid\": ...}, or the input bytes as the body",
+            ));
+        }
+    };
+    let ireq = InvokeRequest {
+        function: f.to_string(),
+        input,
+        params,
+        use_cache,
+    };
+    if is_async {
+        // refuse unknown functions now rather than in the job
+        app.functions.resolve_name(f)?;
+        let id = app.jobs.start(app.clone(), ireq);
+        let mut r = json(
+            StatusCode::ACCEPTED,
+            &json!({ "job": id, "status": "running", "url": format!("/v1/jobs/{id}") }),
+        );
+        r.headers_mut().insert(
+            header::LOCATION,
+            header::HeaderValue::from_str(&format!("/v1/jobs/{id}")).expect("ascii"),
+        );
+        return Ok(r);
+    }
+    match app.functions.invoke(ireq).await {
+        Ok(inv) => Ok(success(&inv)),
+        Err(e) => Ok(failure(&e)),
+    }
+}
+
+/// `POST /v1/verify` `{"function", "cid", "params"?, "peers"?}`: runs the invocation here and,
+/// without cache, on `peers` other nodes; reports whether the output CIDs agree.
+async fn verify(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
+    app.authorize(req.headers())?;
+    let body = read_body(app, req.into_body()).await?;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Spec {
+        function: String,
+        cid: String,
+        #[serde(default)]
+        params: BTreeMap<String, serde_json::Value>,
+        #[serde(default = "one")]
+        peers: usize,
+    }
+    fn one() -> usize {
+        1
+    }
+    let spec: Spec = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected JSON {{\"function\", \"cid\", \"params\"?, \"peers\"?}}: {e}"
+        ))
+    })?;
+    if spec.peers == 0 || spec.peers > 64 {
+        return Err(ApiError::bad_request("peers must be between 1 and 64"));
+    }
+    let params = spec
+        .params
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect();
+    let ireq = InvokeRequest {
+        function: spec.function,
+        input: parse_cid(&spec.cid)?,
+        params,
+        use_cache: true,
+    };
+    match app.functions.verify(ireq, spec.peers).await {
+        Ok(v) => Ok(json(
+            StatusCode::OK,
+            &serde_json::to_value(&v).unwrap_or_default(),
+        )),
+        Err(e) => Ok(failure(&e)),
+    }
+}
+
+/// `GET /v1/peers`: connected peers and the bootstrap list.
+async fn peers(app: &Arc<App>) -> ApiResult<Response<Body>> {
+    let peers = app.network.peers().await?;
+    let bootstrap: Vec<String> = app
+        .network
+        .bootstrap_list()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "peer": app.store.peer_id().to_string(),
+            "peers": peers,
+            "bootstrap": bootstrap,
+        }),
+    ))
+}
+
+fn success(inv: &Invocation) -> Response<Body> {
+    let mut r = Response::new(full(inv.body.clone()));
+    let h = r.headers_mut();
+    let mut set = |k: &'static str, v: &str| {
+        if let Ok(v) = header::HeaderValue::from_str(v) {
+            h.insert(k, v);
+        }
+    };
+    set("content-type", &inv.content_type);
+    set(headers::OUTPUT_CID, &inv.output_cid);
+    set(headers::FUNCTION_CID, &inv.function_cid);
+    set(headers::INPUT_CID, &inv.input_cid.to_string());
+    set(headers::CACHE, if inv.cached { "hit" } else { "miss" });
+    if let Some(p) = &inv.ran_on {
+        set(headers::RAN_ON, p);
+    }
+    if let Some(c) = &inv.outputs_cid {
+        set(headers::OUTPUTS_CID, c);
+    }
+    if let Some(c) = &inv.logs_cid {
+        set(headers::LOGS_CID, c);
+    }
+    if let Some(code) = inv.exit_code {
+        set(headers::EXIT_CODE, &code.to_string());
+    } else if !inv.cached {
+        set(headers::FUEL, &inv.fuel_used.to_string());
+    }
+    let t = &inv.timings;
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    set(
+        "server-timing",
+        &format!(
+            "fetch;dur={:.3}, instantiate;dur={:.3}, execute;dur={:.3}, publish;dur={:.3}",
+            ms(t.fetch),
+            ms(t.instantiate),
+            ms(t.execute),
+            ms(t.publish)
+        ),
+    );
+    r
+}
+
+/// The JSON and status of a failed invocation.
+fn failure_value(e: &InvokeError) -> (StatusCode, serde_json::Value) {
+    let (status, v) = e.status_and_json();
+    if status == 500 {
+        tracing::error!("invocation failed inside the host: {e}");
+    }
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        v,
+    )
+}
+
+fn failure(e: &InvokeError) -> Response<Body> {
+    let (status, v) = failure_value(e);
+    let mut r = json(status, &v);
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    r
+}
+
+/// Asynchronous invocations, kept in memory for an hour after they finish.
+#[derive(Default)]
+pub struct Jobs {
+    jobs: Mutex<HashMap<String, Job>>,
+}
+
+#[derive(Clone)]
+enum JobState {
+    Running,
+    Done(serde_json::Value),
+    Failed(StatusCode, serde_json::Value),
+}
+
+struct Job {
+    state: JobState,
+    finished: Option<std::time::Instant>,
+}
+
+const JOB_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl Jobs {
+    fn start(&self, app: Arc<App>, req: InvokeRequest) -> String {
+        let id = {
+            let mut b = [0u8; 16];
+            getrandom(&mut b);
+            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        };
+        {
+            let mut jobs = self.jobs.lock().unwrap();
+            jobs.retain(|_, j| j.finished.is_none_or(|t| t.elapsed() < JOB_TTL));
+            jobs.insert(
+                id.clone(),
+                Job {
+                    state: JobState::Running,
+                    finished: None,
+                },
+            );
+        }
+        let key = id.clone();
+        tokio::spawn(async move {
+            let state = match app.functions.invoke(req).await {
+                Ok(inv) => JobState::Done(json!({
+                    "output_cid": inv.output_cid,
+                    "outputs_cid": inv.outputs_cid,
+                    "logs_cid": inv.logs_cid,
+                    "function_cid": inv.function_cid,
+                    "input_cid": inv.input_cid.to_string(),
+                    "content_type": inv.content_type,
+                    "cached": inv.cached,
+                    "ran_on": inv.ran_on,
+                    "logs": String::from_utf8_lossy(&inv.logs),
+                    "output_url": format!("/ipfs/{}", inv.output_cid),
+                })),
+                Err(e) => {
+                    let (s, v) = failure_value(&e);
+                    JobState::Failed(s, v)
+                }
+            };
+            if let Some(j) = app.jobs.jobs.lock().unwrap().get_mut(&key) {
+                j.state = state;
+                j.finished = Some(std::time::Instant::now());
+            }
+        });
+        id
+    }
+}
+
+fn getrandom(b: &mut [u8]) {
+    use std::io::Read;
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(b))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = (t >> ((i % 16) * 8)) as u8;
+        }
+    }
+}
+
+fn job(app: &Arc<App>, id: &str) -> ApiResult<Response<Body>> {
+    let jobs = app.jobs.jobs.lock().unwrap();
+    let j = jobs
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(format!("no job {id:?} (jobs are kept for an hour)")))?;
+    Ok(match &j.state {
+        JobState::Running => json(StatusCode::OK, &json!({ "job": id, "status": "running" })),
+        JobState::Done(v) => json(
+            StatusCode::OK,
+            &json!({ "job": id, "status": "done", "result": v }),
+        ),
+        JobState::Failed(s, v) => json(
+            StatusCode::OK,
+            &json!({ "job": id, "status": "failed", "http_status": s.as_u16(), "error": v }),
+        ),
+    })
+}

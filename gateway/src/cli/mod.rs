@@ -1,0 +1,384 @@
+//! Command-line interface.
+
+mod client;
+mod examples;
+mod function;
+mod serve;
+
+use crate::units::parse_size;
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use client::{Backend, input_size};
+use futures::StreamExt;
+use ipfaas_runtime::store::add::AddOptions;
+use ipfaas_runtime::unixfs::{ImportOptions, Profile};
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ipfaas",
+    version,
+    about = "FaaS gateway over content-addressed data, with an embedded IPFS node"
+)]
+pub struct Cli {
+    /// Repository directory [default: $IPFAAS_HOME, else the platform data dir + /ipfaas]
+    #[arg(long, global = true, env = "IPFAAS_HOME")]
+    pub repo: Option<PathBuf>,
+    /// Talk to this server instead of the one recorded in the repo (e.g. http://127.0.0.1:5001)
+    #[arg(long, global = true, env = "IPFAAS_API")]
+    pub api: Option<String>,
+    /// Bearer token: required by `serve` for state-changing endpoints; sent by client commands
+    #[arg(long, global = true, env = "IPFAAS_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run the gateway: HTTP API + embedded IPFS node
+    Serve(ServeArgs),
+    /// Add files or directories; prints `added <cid> <name>` per item, the root last
+    Add(AddArgs),
+    /// Print a file's bytes
+    Cat {
+        /// CID or /ipfs/CID/path
+        path: String,
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        #[arg(long)]
+        length: Option<u64>,
+    },
+    /// Download a file or directory
+    Get {
+        path: String,
+        /// Output path [default: the CID or last path segment]
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// List a directory
+    Ls { path: String },
+    /// Deploy a function directory (function.py, optional requirements.txt and ipfaas.toml)
+    Deploy {
+        dir: PathBuf,
+        /// Name [default: `name` in ipfaas.toml, else the directory's name]
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Invoke a function (name or function CID) on an input CID; the output goes to stdout
+    Invoke {
+        function: String,
+        cid: String,
+        /// A parameter for the function (repeatable)
+        #[arg(short = 'p', long = "param", value_parser = function::parse_param)]
+        params: Vec<(String, String)>,
+        /// Run even if the result is cached
+        #[arg(long)]
+        no_cache: bool,
+    },
+    /// List deployed functions
+    Functions,
+    /// Re-run an invocation on other nodes and check that their output CIDs agree with this one's
+    Verify {
+        function: String,
+        cid: String,
+        #[arg(short = 'p', long = "param", value_parser = function::parse_param)]
+        params: Vec<(String, String)>,
+        /// How many other nodes must agree
+        #[arg(long, default_value_t = 1)]
+        peers: usize,
+    },
+    /// List the connected peers of the running node
+    Peers,
+    /// Show the node's identity
+    Id,
+    /// Manage pins
+    #[command(subcommand)]
+    Pin(PinCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PinCmd {
+    /// List pinned roots
+    Ls,
+    /// Unpin a root (its blocks stay until garbage-collected)
+    Rm { cid: String },
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// HTTP listen address (API, gateway, metrics)
+    #[arg(long, default_value = "127.0.0.1:5001")]
+    pub listen: String,
+    /// libp2p listen multiaddrs (repeatable) [default: /ip4/0.0.0.0/tcp/4001]
+    #[arg(long = "swarm-listen")]
+    pub swarm_listen: Vec<String>,
+    /// Peers to stay connected to (repeatable multiaddrs, e.g. /ip4/10.0.0.1/tcp/4001/p2p/<id>
+    /// or /dns4/node0/tcp/4001); re-dialled when the connection drops
+    #[arg(long)]
+    pub bootstrap: Vec<String>,
+    /// Config file (TOML: bootstrap, swarm_listen, forward_threshold) [default: <repo>/config.toml
+    /// when it exists]
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Forward an invocation to a peer that holds its input when the input is not here and at
+    /// least this large (compute-to-data); "off" never forwards
+    #[arg(long)]
+    pub forward_threshold: Option<String>,
+    /// How long a read waits for a block that is neither local nor found on peers
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub fetch_timeout: Duration,
+    /// Largest accepted request body (e.g. 512MiB, 8GiB)
+    #[arg(long, default_value = "8GiB", value_parser = parse_size)]
+    pub max_body_size: u64,
+    /// No libp2p networking at all
+    #[arg(long)]
+    pub offline: bool,
+    /// Do not deploy the bundled example functions on start
+    #[arg(long)]
+    pub no_examples: bool,
+    /// Docker functions: containers running at once
+    #[arg(long, default_value_t = 4)]
+    pub max_containers: usize,
+    /// Docker functions: invocations that may wait for a container before the answer is 429
+    #[arg(long, default_value_t = 16)]
+    pub container_queue: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Add directories recursively
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Include files whose names start with `.`
+    #[arg(short = 'H', long)]
+    pub hidden: bool,
+    /// Import profile: unixfs-v0-2015 (default, what `ipfs add` gives) or unixfs-v1-2025
+    #[arg(long)]
+    pub profile: Option<Profile>,
+    #[arg(long)]
+    pub cid_version: Option<u8>,
+    #[arg(long)]
+    pub raw_leaves: Option<bool>,
+    /// size-N
+    #[arg(long)]
+    pub chunker: Option<String>,
+    /// Wrap the items in a directory
+    #[arg(short, long)]
+    pub wrap_with_directory: bool,
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub pin: bool,
+    /// Print only CIDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print only the root CID
+    #[arg(short = 'Q', long)]
+    pub quieter: bool,
+}
+
+fn default_repo() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("ipfaas")
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let repo = cli.repo.clone().unwrap_or_else(default_repo);
+    match cli.cmd {
+        Cmd::Serve(args) => serve::serve(&repo, cli.api_token, args).await,
+        cmd => {
+            let backend = Backend::connect(&repo, cli.api, cli.api_token).await?;
+            let r = client(&backend, cmd).await;
+            backend.close().await;
+            r
+        }
+    }
+}
+
+async fn client(b: &Backend, cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Serve(_) => unreachable!("handled by run"),
+        Cmd::Add(a) => add(b, a).await,
+        Cmd::Cat {
+            path,
+            offset,
+            length,
+        } => {
+            let mut s = b.cat(&path, offset, length).await?;
+            let mut out = tokio::io::stdout();
+            while let Some(chunk) = s.next().await {
+                out.write_all(&chunk?).await?;
+            }
+            out.flush().await?;
+            Ok(())
+        }
+        Cmd::Get { path, output } => {
+            let name = ipfaas_runtime::IpfsPath::parse(&path)?.name();
+            let out = output.unwrap_or_else(|| PathBuf::from(&name));
+            let stream = b.get(&path).await?;
+            let dest = out.clone();
+            let reader =
+                tokio_util::io::StreamReader::new(stream.map(|r| r.map_err(std::io::Error::other)));
+            let sync = tokio_util::io::SyncIoBridge::new(reader);
+            tokio::task::spawn_blocking(move || unpack(sync, &dest)).await??;
+            eprintln!("Saving file(s) to {}", out.display());
+            Ok(())
+        }
+        Cmd::Ls { path } => {
+            let mut stdout = std::io::stdout().lock();
+            for e in b.ls(&path).await? {
+                if e.kind == 1 {
+                    writeln!(stdout, "{} - {}/", e.hash, e.name)?;
+                } else {
+                    writeln!(stdout, "{} {} {}", e.hash, e.size, e.name)?;
+                }
+            }
+            Ok(())
+        }
+        Cmd::Deploy { dir, name } => function::deploy(b, &dir, name).await,
+        Cmd::Invoke {
+            function,
+            cid,
+            params,
+            no_cache,
+        } => function::invoke(b, &function, &cid, params, !no_cache).await,
+        Cmd::Functions => function::list(b).await,
+        Cmd::Verify {
+            function,
+            cid,
+            params,
+            peers,
+        } => function::verify(b, &function, &cid, params, peers).await,
+        Cmd::Peers => function::peers(b).await,
+        Cmd::Id => {
+            println!("{}", serde_json::to_string_pretty(&b.id().await?)?);
+            Ok(())
+        }
+        Cmd::Pin(PinCmd::Ls) => {
+            for c in b.pin_ls().await? {
+                println!("{c} recursive");
+            }
+            Ok(())
+        }
+        Cmd::Pin(PinCmd::Rm { cid }) => {
+            b.pin_rm(&cid).await?;
+            println!("unpinned {cid}");
+            Ok(())
+        }
+    }
+}
+
+/// Extracts an `ipfs get`-style tar: its first path component is renamed to `dest`.
+/// Only plain relative components are accepted, so an archive cannot write outside `dest`.
+fn unpack(r: impl std::io::Read, dest: &Path) -> Result<()> {
+    let mut ar = tar::Archive::new(r);
+    for entry in ar.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.into_owned();
+        let mut comps = path.components();
+        comps.next();
+        let mut target = dest.to_path_buf();
+        for c in comps {
+            match c {
+                Component::Normal(p) => target.push(p),
+                _ => bail!("unsafe path {} in archive", path.display()),
+            }
+        }
+        if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        entry
+            .unpack(&target)
+            .with_context(|| format!("writing {}", target.display()))?;
+    }
+    Ok(())
+}
+
+async fn add(b: &Backend, a: AddArgs) -> Result<()> {
+    let mut import = ImportOptions::profile(a.profile.unwrap_or_default());
+    let mut query: Vec<(String, String)> = vec![];
+    if let Some(p) = a.profile {
+        query.push((
+            "profile".into(),
+            match p {
+                Profile::UnixfsV0_2015 => "unixfs-v0-2015".into(),
+                Profile::UnixfsV1_2025 => "unixfs-v1-2025".into(),
+            },
+        ));
+    }
+    if let Some(v) = a.cid_version {
+        if v > 1 {
+            bail!("--cid-version must be 0 or 1");
+        }
+        import = import.with_cid_version(v == 1);
+        query.push(("cid-version".into(), v.to_string()));
+    }
+    if let Some(r) = a.raw_leaves {
+        import.raw_leaves = r;
+        query.push(("raw-leaves".into(), r.to_string()));
+    }
+    if let Some(c) = &a.chunker {
+        import = import.with_chunker(c).map_err(anyhow::Error::msg)?;
+        query.push(("chunker".into(), c.clone()));
+    }
+    query.push((
+        "wrap-with-directory".into(),
+        a.wrap_with_directory.to_string(),
+    ));
+    query.push(("pin".into(), a.pin.to_string()));
+    let opts = AddOptions {
+        import,
+        wrap: a.wrap_with_directory,
+        pin: a.pin,
+        durable: true,
+    };
+
+    let mut named = Vec::new();
+    for p in &a.paths {
+        let name = p
+            .canonicalize()
+            .with_context(|| format!("{}", p.display()))?
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "root".into());
+        named.push((p.clone(), name));
+    }
+    let total = input_size(&named, a.recursive, a.hidden)?;
+    let pb = if total >= 16 << 20 && !a.quiet && !a.quieter {
+        let pb = indicatif::ProgressBar::new(total);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bytes}/{total_bytes} [{wide_bar}] {binary_bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template"),
+        );
+        pb
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let lines = b
+        .add(&named, opts, query, a.recursive, a.hidden, pb.clone())
+        .await;
+    pb.finish_and_clear();
+    let lines = lines?;
+    let mut stdout = std::io::stdout().lock();
+    if a.quieter {
+        if let Some(l) = lines.last() {
+            writeln!(stdout, "{}", l.hash)?;
+        }
+        return Ok(());
+    }
+    for l in &lines {
+        if a.quiet {
+            writeln!(stdout, "{}", l.hash)?;
+        } else {
+            writeln!(stdout, "added {} {}", l.hash, l.name)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! Deploying: a bundle or a manifest → the executor's build → a definition in the registry.
+
+use crate::error::{Error, Result, io_err};
+use crate::executor::docker::DockerDef;
+use crate::executor::wasm::build::wheels;
+use crate::invoke::Functions;
+use crate::registry::bundle::check_name;
+use crate::registry::manifest::DockerSpec;
+use crate::registry::{Bundle, Def, Manifest, Spec};
+use serde::Serialize;
+use std::time::Instant;
+
+/// What a deploy made.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployed {
+    /// The name it is deployed under.
+    pub name: String,
+    /// The function CID the name now points at.
+    pub function_cid: String,
+    /// Python: the component's CID (empty for Docker).
+    pub component_cid: String,
+    /// Python: the bundle's CID (empty for Docker).
+    pub bundle_cid: String,
+    /// How long the deploy took.
+    pub build_ms: u64,
+    /// The component came from an earlier identical build.
+    pub reused_build: bool,
+    /// The limits it runs with.
+    pub limits: serde_json::Value,
+}
+
+impl Functions {
+    /// Deploys a bundle under `name` (or the name in its `ipfaas.toml`).
+    pub async fn deploy(&self, name: Option<String>, bundle: Bundle) -> Result<Deployed> {
+        let manifest = bundle.manifest()?;
+        let limits = match manifest.spec {
+            Spec::Docker(spec) => return self.deploy_docker(name.or(manifest.name), spec).await,
+            Spec::Python(limits) => limits,
+        };
+        let t = Instant::now();
+        let name = named(name.or(manifest.name), "set `name` in ipfaas.toml")?;
+        if !bundle.files.contains_key("function.py") {
+            return Err(Error::InvalidInput(
+                "the bundle has no function.py at its top level".into(),
+            ));
+        }
+        let requirements = match bundle.files.get("requirements.txt") {
+            Some(b) => wheels::parse(&String::from_utf8_lossy(b))?,
+            None => Vec::new(),
+        };
+        let inner = &self.inner;
+        let built = inner
+            .wasm
+            .build(&inner.store, bundle.files, requirements, limits)
+            .await?;
+        let (component_cid, bundle_cid) = (built.def.component.clone(), built.def.bundle.clone());
+        let function_cid = inner
+            .registry
+            .register(&inner.store, &name, Def::Python(built.def))
+            .await?;
+        Ok(Deployed {
+            name,
+            function_cid,
+            component_cid,
+            bundle_cid,
+            build_ms: t.elapsed().as_millis() as u64,
+            reused_build: built.reused,
+            limits: serde_json::to_value(limits).map_err(io_err)?,
+        })
+    }
+
+    /// Deploys a Docker function from a JSON manifest (`POST /v1/functions`).
+    pub async fn deploy_manifest(
+        &self,
+        name: Option<String>,
+        manifest: serde_json::Value,
+    ) -> Result<Deployed> {
+        let m = Manifest::from_json(manifest)?;
+        match m.spec {
+            Spec::Docker(spec) => self.deploy_docker(name.or(m.name), spec).await,
+            Spec::Python(_) => Err(Error::InvalidInput(
+                "a JSON manifest deploys a Docker function (\"kind\": \"docker\"); a Python function is deployed as a bundle".into(),
+            )),
+        }
+    }
+
+    /// Pins the image by ID and registers the definition.
+    async fn deploy_docker(&self, name: Option<String>, spec: DockerSpec) -> Result<Deployed> {
+        let t = Instant::now();
+        let name = named(name, "set `name`")?;
+        let image_id = self.docker()?.resolve_image(&spec.image).await?;
+        let def = DockerDef {
+            ipfaas: 1,
+            kind: "docker".into(),
+            image: spec.image,
+            image_id,
+            entrypoint: spec.entrypoint,
+            cmd: spec.cmd,
+            env: spec.env,
+            workdir: spec.workdir,
+            limits: spec.limits,
+        };
+        let limits = serde_json::to_value(def.limits).map_err(io_err)?;
+        let inner = &self.inner;
+        let function_cid = inner
+            .registry
+            .register(&inner.store, &name, Def::Docker(def))
+            .await?;
+        Ok(Deployed {
+            name,
+            function_cid,
+            component_cid: String::new(),
+            bundle_cid: String::new(),
+            build_ms: t.elapsed().as_millis() as u64,
+            reused_build: false,
+            limits,
+        })
+    }
+}
+
+/// The name to deploy under, checked.
+fn named(name: Option<String>, hint: &str) -> Result<String> {
+    let name = name.ok_or_else(|| {
+        Error::InvalidInput(format!("the function needs a name: pass ?name= or {hint}"))
+    })?;
+    check_name(&name)?;
+    Ok(name)
+}

@@ -1,0 +1,328 @@
+//! One invocation in a fresh container: create (isolated, limited, labelled), attach, start,
+//! wait with a timeout, collect the output, publish, remove.
+
+use super::engine::{LABEL, engine_err};
+use super::{DockerDef, DockerExec, DockerLimits};
+use crate::error::{Result, io_err};
+use crate::executor::{ExecError, Produced, Publish, RunOutput, Timings};
+use crate::store::Store;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder,
+};
+use bytes::Bytes;
+use cid::Cid;
+use futures::{StreamExt, TryStreamExt};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// What a container run produced, before publishing.
+#[derive(Debug)]
+struct DockerOutcome {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    exit_code: i64,
+    /// Creating and starting the container.
+    start: Duration,
+    /// From start to exit.
+    run: Duration,
+    /// Collecting its output and removing it.
+    teardown: Duration,
+}
+
+impl DockerExec {
+    /// Runs `def` on `input` in a fresh container with a fresh `/outputs`, then `publish`es
+    /// what it wrote. Docker functions are not assumed pure: nothing here is cached.
+    pub async fn run(
+        &self,
+        store: &Store,
+        def: &DockerDef,
+        input: Cid,
+        params: &BTreeMap<String, String>,
+        publish: Publish,
+    ) -> Result<RunOutput, ExecError> {
+        let outputs = self.inner.outputs.for_any_user()?;
+        let t = Instant::now();
+        let out = self
+            .run_container(store, def, input, params, outputs.path())
+            .await?;
+        let total = t.elapsed();
+        let t = Instant::now();
+        let (body, logs) = (Bytes::from(out.stdout), Bytes::from(out.stderr));
+        let published = {
+            let (body, logs) = (body.clone(), logs.clone());
+            tokio::task::spawn_blocking(move || {
+                publish(Produced {
+                    body: &body,
+                    logs: &logs,
+                    content_type: "application/octet-stream",
+                    outputs: Some(outputs.path()),
+                })
+            })
+            .await
+            .map_err(io_err)??
+        };
+        Ok(RunOutput {
+            content_type: "application/octet-stream".into(),
+            body,
+            logs,
+            published,
+            fuel_used: 0,
+            exit_code: Some(out.exit_code),
+            timings: Timings {
+                fetch: total.saturating_sub(out.start + out.run + out.teardown),
+                instantiate: out.start,
+                execute: out.run,
+                publish: out.teardown + t.elapsed(),
+            },
+        })
+    }
+
+    /// Runs one invocation in a fresh container.
+    async fn run_container(
+        &self,
+        store: &Store,
+        def: &DockerDef,
+        input: Cid,
+        params: &BTreeMap<String, String>,
+        outputs: &Path,
+    ) -> Result<DockerOutcome, ExecError> {
+        let inner = &self.inner;
+        let _permit = match inner.slots.try_acquire() {
+            Ok(p) => p,
+            Err(_) => {
+                if inner.waiting.fetch_add(1, Ordering::SeqCst) >= inner.cfg.queue {
+                    inner.waiting.fetch_sub(1, Ordering::SeqCst);
+                    return Err(ExecError::Busy);
+                }
+                let p = inner.slots.acquire().await;
+                inner.waiting.fetch_sub(1, Ordering::SeqCst);
+                p.map_err(|_| io_err("shutting down"))?
+            }
+        };
+        let (export, inside) = self.export(store, input).await?;
+
+        let mut env: Vec<String> = def.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        env.push(format!("IPFAAS_INPUT={inside}"));
+        env.push(format!("IPFAAS_INPUT_CID={input}"));
+        for (k, v) in params {
+            let k: String = k
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            env.push(format!("IPFAAS_PARAM_{k}={v}"));
+        }
+        let mut labels = HashMap::new();
+        labels.insert(LABEL.to_string(), inner.label.clone());
+        let l = def.limits;
+        let host = HostConfig {
+            binds: Some(vec![
+                format!("{}:/inputs:ro", export.display()),
+                format!("{}:/outputs:rw", outputs.display()),
+            ]),
+            network_mode: Some("none".into()),
+            readonly_rootfs: Some(true),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            cap_drop: Some(vec!["ALL".into()]),
+            memory: Some(l.memory as i64),
+            memory_swap: Some(l.memory as i64),
+            nano_cpus: Some((l.cpus * 1e9) as i64),
+            pids_limit: Some(l.pids),
+            // output is read from the attached stream, never kept by a log driver
+            log_config: Some(bollard::models::HostConfigLogConfig {
+                typ: Some("none".into()),
+                config: None,
+            }),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(def.image_id.clone()),
+            entrypoint: def.entrypoint.clone(),
+            cmd: def.cmd.clone(),
+            env: Some(env),
+            working_dir: def.workdir.clone(),
+            labels: Some(labels),
+            network_disabled: Some(true),
+            host_config: Some(host),
+            ..Default::default()
+        };
+        let d = &inner.docker;
+        let t0 = Instant::now();
+        let created = d
+            .create_container(Some(CreateContainerOptionsBuilder::default().build()), body)
+            .await
+            .map_err(engine_err)?;
+        let id = created.id;
+        inner.metrics.active.inc();
+        let r = self.run_created(&id, l, t0).await;
+        inner.metrics.active.dec();
+        let t = Instant::now();
+        let _ = d
+            .remove_container(
+                &id,
+                Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+            )
+            .await;
+        let teardown_extra = t.elapsed();
+        let mut out = r?;
+        out.teardown += teardown_extra;
+        inner.metrics.teardown.observe(out.teardown.as_secs_f64());
+        Ok(out)
+    }
+
+    async fn run_created(
+        &self,
+        id: &str,
+        l: DockerLimits,
+        t0: Instant,
+    ) -> Result<DockerOutcome, ExecError> {
+        let inner = &self.inner;
+        let d = &inner.docker;
+        // attach before start so no output is missed; the log driver would mangle binary
+        let att = d
+            .attach_container(
+                id,
+                Some(
+                    AttachContainerOptionsBuilder::default()
+                        .stdout(true)
+                        .stderr(true)
+                        .stream(true)
+                        .build(),
+                ),
+            )
+            .await
+            .map_err(engine_err)?;
+        let collector = tokio::spawn(collect(att.output, l.max_output));
+        d.start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+            .map_err(engine_err)?;
+        let start = t0.elapsed();
+        inner.metrics.start.observe(start.as_secs_f64());
+        let t1 = Instant::now();
+        let waited = tokio::time::timeout(
+            Duration::from_millis(l.timeout_ms),
+            d.wait_container(id, None::<bollard::query_parameters::WaitContainerOptions>)
+                .collect::<Vec<_>>(),
+        )
+        .await;
+        let run = t1.elapsed();
+        inner.metrics.run.observe(run.as_secs_f64());
+        let t2 = Instant::now();
+        let timed_out = waited.is_err();
+        if timed_out {
+            let _ = d
+                .kill_container(
+                    id,
+                    Some(
+                        KillContainerOptionsBuilder::default()
+                            .signal("KILL")
+                            .build(),
+                    ),
+                )
+                .await;
+        }
+        let (stdout, stderr, too_large) =
+            match tokio::time::timeout(Duration::from_secs(10), collector).await {
+                Ok(Ok(r)) => r?,
+                _ => {
+                    return Err(io_err("the container's output stream did not end").into());
+                }
+            };
+        if timed_out {
+            inner.metrics.exits.with_label_values(&["timeout"]).inc();
+            return Err(ExecError::Timeout {
+                limit_ms: l.timeout_ms,
+                logs: stderr,
+            });
+        }
+        let state = d
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .map_err(engine_err)?
+            .state
+            .unwrap_or_default();
+        let code = state.exit_code.unwrap_or(-1);
+        if state.oom_killed == Some(true) {
+            inner.metrics.exits.with_label_values(&["oom"]).inc();
+            return Err(ExecError::OutOfMemory {
+                limit: l.memory,
+                logs: stderr,
+                killed: true,
+            });
+        }
+        inner
+            .metrics
+            .exits
+            .with_label_values(&[&code.to_string()])
+            .inc();
+        if code != 0 {
+            return Err(ExecError::Exit {
+                code,
+                stdout,
+                logs: stderr,
+            });
+        }
+        if too_large {
+            return Err(ExecError::OutputTooLarge {
+                size: None,
+                limit: l.max_output,
+            });
+        }
+        Ok(DockerOutcome {
+            stdout,
+            stderr,
+            exit_code: code,
+            start,
+            run,
+            teardown: t2.elapsed(),
+        })
+    }
+}
+
+/// Stdout (up to `max` bytes) and stderr (up to 1 MiB) from the attached stream; whether stdout
+/// was cut.
+async fn collect(
+    mut s: std::pin::Pin<
+        Box<
+            dyn futures::Stream<
+                    Item = std::result::Result<
+                        bollard::container::LogOutput,
+                        bollard::errors::Error,
+                    >,
+                > + Send,
+        >,
+    >,
+    max: u64,
+) -> Result<(Vec<u8>, Vec<u8>, bool)> {
+    let (mut out, mut err, mut cut) = (Vec::new(), Vec::new(), false);
+    while let Some(item) = s.try_next().await.map_err(engine_err)? {
+        match item {
+            bollard::container::LogOutput::StdOut { message } => {
+                if (out.len() + message.len()) as u64 > max {
+                    cut = true;
+                } else {
+                    out.extend_from_slice(&message);
+                }
+            }
+            bollard::container::LogOutput::StdErr { message }
+                if err.len() + message.len() <= 1 << 20 =>
+            {
+                err.extend_from_slice(&message);
+            }
+            _ => {}
+        }
+    }
+    Ok((out, err, cut))
+}

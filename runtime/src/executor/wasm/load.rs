@@ -1,0 +1,216 @@
+//! Making a Python function runnable here: its build directories on disk (the bundle, its
+//! unpacked wheels and the guest wrapper, mounted read-only into every instance) and the
+//! component's native code, compiled by this node.
+//!
+//! At deploy ([`WasmExec::build`]) both come from a build on this node. A function deployed on
+//! another node ([`WasmExec::load`]) has its directories exported from the store, and its
+//! component compiled here: native code is only ever produced by this engine, under a name it
+//! makes from the parsed component CID and its own settings.
+
+use super::build::{self, BuildDirs, wheels};
+use super::{Limits, Loaded, PythonDef, WasmExec};
+use crate::error::{Result, io_err, parse_cid};
+use crate::store::Store;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Names the wrapper and toolchain that build components; part of every definition.
+pub fn builder_tag() -> String {
+    let mut h = Sha256::new();
+    h.update(b"componentize-py 0.25.1\0wasmtime 46\0");
+    h.update(super::WIT);
+    h.update(super::GUEST_PY);
+    hex(&h.finalize()[..8])
+}
+
+/// Names the local build directory of (builder, bundle, wheels): one build per triple.
+fn build_key(builder: &str, bundle: &str, site: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("{builder}\0{bundle}\0{site}"));
+    hex(&h.finalize()[..16])
+}
+
+/// Lower-case hex.
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// What a build made.
+pub struct Built {
+    /// The definition to register.
+    pub def: PythonDef,
+    /// The component came from an earlier identical build.
+    pub reused: bool,
+}
+
+impl WasmExec {
+    /// Deploy time: stores the bundle `files` and their `requirements`, unpacked, then builds
+    /// the component once per (bundle, wheels, builder) and compiles it to native code.
+    pub async fn build(
+        &self,
+        store: &Store,
+        files: BTreeMap<String, Bytes>,
+        requirements: Vec<wheels::Requirement>,
+        limits: Limits,
+    ) -> Result<Built> {
+        let inner = &self.inner;
+        // 1. the bundle itself
+        let bundle_files = files.clone();
+        let bundle_cid = store
+            .add_tree("bundle", move |a| {
+                for (path, data) in &bundle_files {
+                    a.bytes(&format!("bundle/{path}"), data)?;
+                }
+                Ok(())
+            })
+            .await?;
+
+        // 2. its requirements, unpacked
+        let tmp = tempfile::tempdir_in(inner.outputs.tmp())?;
+        let site = tmp.path().join("site");
+        std::fs::create_dir_all(&site)?;
+        {
+            let (site, cache, files) = (site.clone(), inner.dir.join("wheels"), files.clone());
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                for wheel in wheels::resolve(&requirements, &files, &cache)? {
+                    wheels::unpack(&wheel, &site)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(io_err)??;
+        }
+        let site_dir = site.clone();
+        let site_cid = store
+            .add_tree("site", move |a| {
+                a.dir("site")?;
+                a.local(&site_dir, "site", true, true, &mut |_, _| {})
+            })
+            .await?;
+
+        // 3. the component: built once per (bundle, site, builder)
+        let tag = builder_tag();
+        let key = build_key(&tag, &bundle_cid, &site_cid);
+        let build_dir = inner.dir.join("builds").join(&key);
+        let _guard = inner.builds.lock().await;
+        let (component, reused) = match std::fs::read_to_string(build_dir.join("component.cid")) {
+            Ok(c) => (c.trim().to_string(), true),
+            Err(_) => {
+                let staging = tmp.path().join("build");
+                let dirs = BuildDirs {
+                    support: staging.join("support"),
+                    bundle: staging.join("bundle"),
+                    site: staging.join("site"),
+                };
+                build::write_support(&dirs.support)?;
+                write_files(&dirs.bundle, &files)?;
+                std::fs::rename(&site, &dirs.site)?;
+                let out = staging.join("component.wasm");
+                let tb = Instant::now();
+                run_build(&dirs, &out).await?;
+                inner.metrics.build.observe(tb.elapsed().as_secs_f64());
+                let component = std::fs::read(&out)?;
+                std::fs::remove_file(&out)?;
+                let component_cid = store.add_bytes(Bytes::from(component.clone())).await?;
+                let (this, engine_cid) = (self.clone(), component_cid.clone());
+                tokio::task::spawn_blocking(move || {
+                    this.inner.engine.precompile(&engine_cid, &component)
+                })
+                .await
+                .map_err(io_err)??;
+                std::fs::write(staging.join("component.cid"), &component_cid)?;
+                let _ = std::fs::remove_dir_all(&build_dir);
+                std::fs::rename(&staging, &build_dir)?;
+                (component_cid, false)
+            }
+        };
+        let def = PythonDef {
+            ipfaas: 1,
+            kind: "python".into(),
+            bundle: bundle_cid,
+            site: site_cid,
+            component,
+            limits,
+            builder: tag,
+        };
+        Ok(Built { def, reused })
+    }
+
+    /// Makes the component runnable here: build directories on disk, native code compiled.
+    pub async fn load(&self, store: &Store, def: &PythonDef) -> Result<Arc<Loaded>> {
+        let inner = &self.inner;
+        if let Some(l) = inner.engine.loaded(&def.component) {
+            return Ok(l);
+        }
+        let key = build_key(&def.builder, &def.bundle, &def.site);
+        let build_dir = inner.dir.join("builds").join(&key);
+        if !build_dir.join("component.cid").is_file() {
+            // a function deployed elsewhere: materialise its directories from the store
+            let tmp = tempfile::tempdir_in(inner.outputs.tmp())?;
+            build::write_support(&tmp.path().join("support"))?;
+            for (cid, dir) in [(&def.bundle, "bundle"), (&def.site, "site")] {
+                store
+                    .export_tree(parse_cid(cid)?, &tmp.path().join(dir))
+                    .await?;
+            }
+            std::fs::write(tmp.path().join("component.cid"), &def.component)?;
+            let staged = tmp.keep();
+            if std::fs::rename(&staged, &build_dir).is_err() {
+                let _ = std::fs::remove_dir_all(&staged);
+            }
+        }
+        if !inner.engine.is_cached(&def.component) {
+            let bytes = store.read_all(parse_cid(&def.component)?, 1 << 30).await?;
+            let (this, cid) = (self.clone(), def.component.clone());
+            tokio::task::spawn_blocking(move || this.inner.engine.precompile(&cid, &bytes))
+                .await
+                .map_err(io_err)??;
+        }
+        let mounts = vec![
+            build_dir.join("support"),
+            build_dir.join("bundle"),
+            build_dir.join("site"),
+        ];
+        inner.engine.load(&def.component, mounts)
+    }
+}
+
+/// The build runs on its own thread: componentize-py's future is heavy and not `Send`.
+async fn run_build(dirs: &BuildDirs, out: &Path) -> Result<()> {
+    let dirs = BuildDirs {
+        support: dirs.support.clone(),
+        bundle: dirs.bundle.clone(),
+        site: dirs.site.clone(),
+    };
+    let out = out.to_path_buf();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("component-build".into())
+        .stack_size(64 << 20)
+        .spawn(move || {
+            let r = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(crate::Error::from)
+                .and_then(|rt| rt.block_on(build::build(&dirs, &out)));
+            let _ = tx.send(r);
+        })?;
+    rx.await.map_err(|_| io_err("the build thread died"))?
+}
+
+/// Writes a bundle's files under `dir` (the paths were checked when the bundle was read).
+fn write_files(dir: &Path, files: &BTreeMap<String, Bytes>) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (path, data) in files {
+        let dest: PathBuf = path.split('/').fold(dir.to_path_buf(), |p, s| p.join(s));
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&dest, data)?;
+    }
+    Ok(())
+}
