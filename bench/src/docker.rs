@@ -5,6 +5,7 @@
 
 use super::invoke::{ipfaas_binary, ms, pct, start};
 use anyhow::{Context, Result, bail};
+use ipfaas_runtime::invoke::headers;
 use std::process::Command;
 use std::time::Instant;
 
@@ -68,7 +69,7 @@ pub async fn run(args: &[String]) -> Result<()> {
         .send()
         .await?
         .headers()
-        .get("x-ipfaas-input-cid")
+        .get(headers::INPUT_CID)
         .context("no input CID")?
         .to_str()?
         .to_string();

@@ -5,6 +5,7 @@
 //! file CID in the guest against native `sha256sum` on the same bytes. All in one run.
 
 use anyhow::{Context, Result, bail};
+use ipfaas_runtime::invoke::headers;
 use reqwest::Method;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -340,7 +341,7 @@ pub async fn run(args: &[String]) -> Result<()> {
         .send()
         .await?
         .headers()
-        .get("x-ipfaas-input-cid")
+        .get(headers::INPUT_CID)
         .context("no input cid")?
         .to_str()?
         .to_string();

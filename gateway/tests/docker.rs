@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use ipfaas_runtime::invoke::headers;
 use serde_json::{Value, json};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -115,8 +116,8 @@ async fn docker_functions_end_to_end() {
     let file = add_cid(&s, "", &[("f.bin", &data)]).await;
     let r = invoke(&s, &format!("cid={file}&mode=cat")).await;
     assert_eq!(r.status(), 200);
-    assert_eq!(header(&r, "x-ipfaas-exit-code"), "0");
-    let out_cid = header(&r, "x-ipfaas-output-cid");
+    assert_eq!(header(&r, headers::EXIT_CODE), "0");
+    let out_cid = header(&r, headers::OUTPUT_CID);
     assert_eq!(r.bytes().await.unwrap().to_vec(), data);
     let stored = client()
         .get(format!("{}/ipfs/{out_cid}", s.url))
@@ -175,7 +176,7 @@ async fn docker_functions_end_to_end() {
     // /outputs becomes a directory in the store
     let r = invoke(&s, &format!("cid={file}&mode=outputs")).await;
     assert_eq!(r.status(), 200);
-    let outs = header(&r, "x-ipfaas-outputs-cid");
+    let outs = header(&r, headers::OUTPUTS_CID);
     let got = get_text(&format!("{}/ipfs/{outs}/result.txt", s.url)).await;
     assert_eq!(got, "done\n");
 

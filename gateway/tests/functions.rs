@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use ipfaas_runtime::invoke::headers;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
@@ -243,7 +244,7 @@ async fn invoke(s: &Server, f: &str, query: &str) -> reqwest::Response {
 async fn invoke_json(s: &Server, f: &str, query: &str) -> (Value, String) {
     let r = invoke(s, f, query).await;
     let status = r.status();
-    let cid = header(&r, "x-ipfaas-output-cid");
+    let cid = header(&r, headers::OUTPUT_CID);
     let text = r.text().await.unwrap();
     assert_eq!(status, 200, "{query}: {text}");
     (serde_json::from_str(&text).unwrap(), cid)
@@ -304,11 +305,11 @@ async fn deploy_invoke_limits_cache_and_determinism() {
 
     let r = invoke(&s, "probe", &format!("cid={file}&mode=sha")).await;
     assert_eq!(r.status(), 200);
-    assert_eq!(header(&r, "x-ipfaas-input-cid"), file);
-    assert_eq!(header(&r, "x-ipfaas-function-cid"), fcid);
+    assert_eq!(header(&r, headers::INPUT_CID), file);
+    assert_eq!(header(&r, headers::FUNCTION_CID), fcid);
     assert!(header(&r, "server-timing").contains("execute;dur="));
-    let logs_cid = header(&r, "x-ipfaas-logs-cid");
-    let out_cid = header(&r, "x-ipfaas-output-cid");
+    let logs_cid = header(&r, headers::LOGS_CID);
+    let out_cid = header(&r, headers::OUTPUT_CID);
     assert_eq!(r.text().await.unwrap(), hex(&Sha256::digest(&data)));
     let logs = gateway_bytes(&s, &logs_cid).await;
     assert_eq!(
@@ -458,16 +459,16 @@ async fn deploy_invoke_limits_cache_and_determinism() {
     // the cache answers repeats without running; cache=false runs again
     let q = format!("cid={file}&mode=echo&y=2");
     let r1 = invoke(&s, "probe", &q).await;
-    assert_eq!(header(&r1, "x-ipfaas-cache"), "miss");
+    assert_eq!(header(&r1, headers::CACHE), "miss");
     let r2 = invoke(&s, "probe", &q).await;
-    assert_eq!(header(&r2, "x-ipfaas-cache"), "hit");
+    assert_eq!(header(&r2, headers::CACHE), "hit");
     assert_eq!(
-        header(&r1, "x-ipfaas-output-cid"),
-        header(&r2, "x-ipfaas-output-cid")
+        header(&r1, headers::OUTPUT_CID),
+        header(&r2, headers::OUTPUT_CID)
     );
     assert_eq!(r2.bytes().await.unwrap(), r1.bytes().await.unwrap());
     let r3 = invoke(&s, "probe", &format!("{q}&cache=false")).await;
-    assert_eq!(header(&r3, "x-ipfaas-cache"), "miss");
+    assert_eq!(header(&r3, headers::CACHE), "miss");
 
     // /outputs becomes a directory in the store; every invocation starts with it empty,
     // whether its directory is new or one an earlier invocation left empty
@@ -475,7 +476,7 @@ async fn deploy_invoke_limits_cache_and_determinism() {
     assert_eq!(invoke_json(&s, "probe", &ls).await.0, serde_json::json!([]));
     let r = invoke(&s, "probe", &format!("cid={file}&mode=outputs")).await;
     assert_eq!(r.status(), 200);
-    let outs = header(&r, "x-ipfaas-outputs-cid");
+    let outs = header(&r, headers::OUTPUTS_CID);
     assert_eq!(
         gateway_bytes(&s, &format!("{outs}/a.txt")).await,
         b"alpha\n"
@@ -490,10 +491,10 @@ async fn deploy_invoke_limits_cache_and_determinism() {
     // an invocation that writes nothing publishes no `/outputs`; one that only makes a
     // directory does
     let r = invoke(&s, "probe", &ls).await;
-    assert_eq!(header(&r, "x-ipfaas-outputs-cid"), "");
+    assert_eq!(header(&r, headers::OUTPUTS_CID), "");
     let r = invoke(&s, "probe", &format!("cid={file}&mode=mkdir")).await;
     assert_eq!(r.status(), 200);
-    let outs = header(&r, "x-ipfaas-outputs-cid");
+    let outs = header(&r, headers::OUTPUTS_CID);
     let v = post_json(&s, &format!("ls?arg={outs}")).await;
     assert_eq!(v["Objects"][0]["Links"][0]["Name"], "empty", "{v}");
     assert_eq!(v["Objects"][0]["Links"].as_array().unwrap().len(), 1, "{v}");
@@ -667,29 +668,11 @@ async fn deploy_invoke_limits_cache_and_determinism() {
     s.stop();
 }
 
-/// The value of one sample on the server's `/metrics` page (0 if it is not there yet).
-async fn metric(s: &Server, sample: &str) -> f64 {
-    let m = get_text(&format!("{}/metrics", s.url)).await;
-    m.lines()
-        .find_map(|l| {
-            l.strip_prefix(sample)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
-}
-
 /// Minor page faults a process has taken so far (`/proc/PID/stat`, field 10).
 fn minor_faults(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after_name = &stat[stat.rfind(')').unwrap() + 2..];
     after_name.split(' ').nth(7).unwrap().parse().unwrap()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -840,7 +823,7 @@ async fn examples_deploy_on_first_start_and_work() {
 
     let r = invoke(&s, "sha256-manifest", &format!("cid={texts}")).await;
     assert_eq!(r.status(), 200);
-    let outs = header(&r, "x-ipfaas-outputs-cid");
+    let outs = header(&r, headers::OUTPUTS_CID);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v, serde_json::json!({"files": 2, "bytes": 41}));
     let sums = String::from_utf8(gateway_bytes(&s, &format!("{outs}/SHA256SUMS")).await).unwrap();

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use ipfaas_runtime::invoke::headers;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -117,23 +118,11 @@ async fn invoke(s: &Server, f: &str, query: &str) -> reqwest::Response {
 async fn invoke_ok(s: &Server, f: &str, query: &str) -> (Value, String, String) {
     let r = invoke(s, f, query).await;
     let status = r.status();
-    let cid = header(&r, "x-ipfaas-output-cid");
-    let ran_on = header(&r, "x-ipfaas-ran-on");
+    let cid = header(&r, headers::OUTPUT_CID);
+    let ran_on = header(&r, headers::RAN_ON);
     let text = r.text().await.unwrap();
     assert_eq!(status, 200, "{query}: {text}");
     (serde_json::from_str(&text).unwrap(), cid, ran_on)
-}
-
-/// The sum of a metric's samples (all label sets) in a node's /metrics.
-async fn metric(s: &Server, name: &str) -> f64 {
-    let text = get_text(&format!("{}/metrics", s.url)).await;
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -281,7 +270,7 @@ async fn three_nodes_share_data_and_functions_forward_and_verify() {
                 .send()
                 .await
                 .unwrap();
-            let ran_on = header(&r, "x-ipfaas-ran-on");
+            let ran_on = header(&r, headers::RAN_ON);
             (r.status().as_u16(), ran_on, r.text().await.unwrap())
         })
     };

@@ -256,10 +256,6 @@ async fn file_input_reads_like_cpythons_buffered_reader() {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// Names that have broken tar writers and readers: non-ASCII, spaces, and past tar's 100-byte
 /// name field.
 fn name(rng: &mut Rng, taken: &mut Vec<String>) -> String {

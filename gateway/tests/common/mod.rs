@@ -270,3 +270,22 @@ pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     }
     t.into_inner().unwrap()
 }
+
+/// A metric on the server's `/metrics` page: the sample named exactly (`name{labels}`), or
+/// the sum over every label set of a bare name; 0 when it is not there (yet).
+pub async fn metric(s: &Server, sample: &str) -> f64 {
+    let text = get_text(&format!("{}/metrics", s.url)).await;
+    let labelled = sample.contains('{');
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(sample)
+                .is_some_and(|r| r.starts_with(' ') || (!labelled && r.starts_with('{')))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Lower-case hex.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
