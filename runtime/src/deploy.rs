@@ -75,6 +75,11 @@ impl Functions {
         name: Option<String>,
         manifest: serde_json::Value,
     ) -> Result<Deployed> {
+        if manifest.get("kind").is_none() {
+            return Err(Error::InvalidInput(
+                "manifest: a JSON manifest deploys a Docker function: set \"kind\": \"docker\" (a Python function is deployed as a bundle)".into(),
+            ));
+        }
         let m = Manifest::from_json(manifest)?;
         match m.spec {
             Spec::Docker(spec) => self.deploy_docker(name.or(m.name), spec).await,
@@ -100,6 +105,9 @@ impl Functions {
             workdir: spec.workdir,
             limits: spec.limits,
         };
+        // what any node checks when it reads a definition, checked before one is written
+        def.check()
+            .map_err(|e| Error::InvalidInput(format!("docker function: {e}")))?;
         let limits = serde_json::to_value(def.limits).map_err(io_err)?;
         let inner = &self.inner;
         let function_cid = inner

@@ -207,6 +207,9 @@ impl ExecError {
     /// `oom_killed`).
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::json;
+        if let ExecError::Host(e) = self {
+            return json!({ "error": e.to_string() });
+        }
         let mut v = json!({
             "error": self.to_string(),
             "logs": String::from_utf8_lossy(self.logs()),

@@ -1,4 +1,4 @@
-//! The HTTP response headers an invocation answers with (`POST /v1/invoke/...`): the gateway
+//! The HTTP response headers an invocation answers with (`POST /v1/functions/{name}/invoke`): the gateway
 //! sets them, and clients, tests and benchmarks read them by these names.
 
 /// The output's CID.

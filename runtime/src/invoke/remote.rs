@@ -155,18 +155,24 @@ async fn handle(f: &Functions, peer: PeerId, bytes: &[u8]) -> WireResponse {
     // here. This fails closed: a definition that cannot be read or checked is refused, and the
     // definition checked is the one that runs (the registry keeps it).
     let fcid = function.to_string();
+    let refused = |status: u16, msg: String| {
+        if let Some(m) = f.net_metrics() {
+            m.forwarded.with_label_values(&["in", "error"]).inc();
+        }
+        refuse(status, msg)
+    };
     if !f.is_named_here(&fcid) {
         match f.definition(&fcid).await {
             Ok(def) if def.is_pure() => {}
             Ok(_) => {
-                return refuse(
+                return refused(
                     403,
                     format!(
                         "{fcid} is a Docker function not deployed on this node; peers may run only Python functions and Docker functions deployed here"
                     ),
                 );
             }
-            Err(e) => return refuse(e.http_status(), e.to_string()),
+            Err(e) => return refused(e.http_status(), e.to_string()),
         }
     }
     let r = f

@@ -94,15 +94,22 @@ impl Registry {
         let names = self.names.lock().unwrap().clone();
         let mut out = Vec::new();
         for (name, cid) in names {
-            let def = self.definition(store, &cid).await?;
-            let (component_cid, bundle_cid) = match &*def {
-                Def::Python(p) => (p.component.clone(), p.bundle.clone()),
-                Def::Docker(d) => (d.image_id.clone(), String::new()),
+            // one definition that cannot be read (gone, or refused by a stricter check than the
+            // one it was written under) is listed as such, not a failure of the whole list
+            let (kind, component_cid, bundle_cid) = match self.definition(store, &cid).await {
+                Ok(def) => match &*def {
+                    Def::Python(p) => ("python", p.component.clone(), p.bundle.clone()),
+                    Def::Docker(d) => ("docker", d.image_id.clone(), String::new()),
+                },
+                Err(e) => {
+                    tracing::warn!("function {name:?} ({cid}): {e}");
+                    ("unreadable", String::new(), String::new())
+                }
             };
             out.push(Listed {
                 name,
                 function_cid: cid,
-                kind: def.kind().to_string(),
+                kind: kind.to_string(),
                 component_cid,
                 bundle_cid,
             });

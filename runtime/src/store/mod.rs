@@ -49,7 +49,8 @@ pub struct StoreConfig {
     /// Never ask peers; a missing block is "not found" at once.
     pub offline: bool,
     /// Request-response protocols spoken over libp2p besides the IPFS ones (the invocations
-    /// between ipfaas nodes: see [`crate::invoke::remote::protocol`]).
+    /// between ipfaas nodes: see [`crate::invoke::remote::protocol`]). The first is the one
+    /// requests and responses without a named protocol travel on.
     pub protocols: Vec<Protocol>,
 }
 
