@@ -75,8 +75,9 @@ impl WasmExec {
         std::fs::create_dir_all(&site)?;
         {
             let (site, cache, files) = (site.clone(), inner.dir.join("wheels"), files.clone());
+            let scratch = tmp.path().join("wheels");
             tokio::task::spawn_blocking(move || -> Result<()> {
-                for wheel in wheels::resolve(&requirements, &files, &cache)? {
+                for wheel in wheels::resolve(&requirements, &files, &cache, &scratch)? {
                     wheels::unpack(&wheel, &site)?;
                 }
                 Ok(())

@@ -1,9 +1,16 @@
 //! `requirements.txt`: exact pins resolved to pure-Python wheels, from the bundle's `wheels/`
 //! directory (air-gapped deploys), a local wheel cache, or `pip download` on the host; the
 //! wheels are unpacked into the build's site directory.
+//!
+//! The cache is shared by every deploy on the node, so only what this node downloaded goes in
+//! it, named by its sha256 and checked against it on every use. A wheel vendored in a bundle is
+//! that bundle's alone: it is written to the build's scratch directory, never to the cache,
+//! so one bundle cannot decide what a later deploy of the same pin gets.
 
 use crate::error::{Error, Result};
+use crate::executor::wasm::load::hex;
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -83,19 +90,52 @@ pub fn resolve(
     reqs: &[Requirement],
     bundle: &BTreeMap<String, Bytes>,
     cache: &Path,
+    scratch: &Path,
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(cache)?;
+    std::fs::create_dir_all(scratch)?;
     let mut out = Vec::new();
     for req in reqs {
-        out.push(resolve_one(req, bundle, cache)?);
+        out.push(resolve_one(req, bundle, cache, scratch)?);
     }
     Ok(out)
+}
+
+/// A cached wheel for `req` whose bytes still hash to the name it is kept under
+/// (`<sha256>-<wheel file name>`); an entry that does not is removed.
+fn cached(req: &Requirement, cache: &Path) -> Result<Option<PathBuf>> {
+    for e in std::fs::read_dir(cache)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some((digest, file)) = name.split_once('-') else {
+            continue;
+        };
+        if digest.len() != 64 || matches(file, req) != Some(true) {
+            continue;
+        }
+        let bytes = std::fs::read(e.path())?;
+        if hex(&Sha256::digest(&bytes)) == digest {
+            return Ok(Some(e.path()));
+        }
+        tracing::warn!("wheel cache entry {name} does not match its sha256; removed");
+        let _ = std::fs::remove_file(e.path());
+    }
+    Ok(None)
+}
+
+/// Puts a downloaded wheel in the cache under its sha256.
+fn cache_put(wheel: &Path, file: &str, cache: &Path) -> Result<PathBuf> {
+    let digest = hex(&Sha256::digest(std::fs::read(wheel)?));
+    let dest = cache.join(format!("{digest}-{file}"));
+    std::fs::rename(wheel, &dest)?;
+    Ok(dest)
 }
 
 fn resolve_one(
     req: &Requirement,
     bundle: &BTreeMap<String, Bytes>,
     cache: &Path,
+    scratch: &Path,
 ) -> Result<PathBuf> {
     let pin = format!("{}=={}", req.name, req.version);
     let no_pure = || {
@@ -111,7 +151,7 @@ fn resolve_one(
         };
         match matches(file, req) {
             Some(true) => {
-                let p = cache.join(file);
+                let p = scratch.join(file.replace('/', "_"));
                 std::fs::write(&p, data)?;
                 return Ok(p);
             }
@@ -119,12 +159,9 @@ fn resolve_one(
             None => {}
         }
     }
-    // 2. fetched earlier
-    for e in std::fs::read_dir(cache)? {
-        let e = e?;
-        if matches(&e.file_name().to_string_lossy(), req) == Some(true) {
-            return Ok(e.path());
-        }
+    // 2. downloaded earlier
+    if let Some(p) = cached(req, cache)? {
+        return Ok(p);
     }
     if binary_seen {
         return Err(no_pure());
@@ -182,9 +219,7 @@ fn resolve_one(
         let e = e?;
         let name = e.file_name().to_string_lossy().into_owned();
         if matches(&name, req) == Some(true) {
-            let dest = cache.join(&name);
-            std::fs::rename(e.path(), &dest)?;
-            return Ok(dest);
+            return cache_put(&e.path(), &name, cache);
         }
     }
     Err(no_pure())
@@ -258,5 +293,30 @@ mod tests {
             matches("numpy-2.0.0-cp311-cp311-manylinux_2_17_x86_64.whl", &np),
             Some(false)
         );
+    }
+
+    #[test]
+    fn vendored_wheels_stay_out_of_the_cache_and_the_cache_is_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (cache, scratch) = (tmp.path().join("cache"), tmp.path().join("scratch"));
+        let six = Requirement {
+            name: "six".into(),
+            version: "1.16.0".into(),
+        };
+        let file = "six-1.16.0-py2.py3-none-any.whl";
+        let mut bundle = BTreeMap::new();
+        bundle.insert(format!("wheels/{file}"), Bytes::from_static(b"vendored"));
+        let got = resolve(std::slice::from_ref(&six), &bundle, &cache, &scratch).unwrap();
+        assert!(got[0].starts_with(&scratch), "{got:?}");
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0);
+
+        // a downloaded wheel is found again under its digest; one whose bytes changed is not
+        let dl = tmp.path().join(file);
+        std::fs::write(&dl, b"from pypi").unwrap();
+        let kept = cache_put(&dl, file, &cache).unwrap();
+        assert_eq!(cached(&six, &cache).unwrap(), Some(kept.clone()));
+        std::fs::write(&kept, b"tampered").unwrap();
+        assert_eq!(cached(&six, &cache).unwrap(), None);
+        assert!(!kept.exists());
     }
 }
