@@ -332,7 +332,10 @@ impl Functions {
         let record = def.is_pure().then(|| inner.cache.path(&key));
         if req.use_cache
             && let Some(path) = &record
-            && let Some(hit) = self.cache_hit(&function_cid, &req, path).await
+            && let Def::Python(p) = &*def
+            && let Some(hit) = self
+                .cache_hit(&function_cid, &req, path, p.limits.max_output)
+                .await
         {
             return Ok(hit);
         }
@@ -360,16 +363,21 @@ impl Functions {
         function_cid: &str,
         req: &InvokeRequest,
         path: &std::path::Path,
+        max_output: u64,
     ) -> Option<Invocation> {
         let inner = &self.inner;
         let rec = inner.cache.get(&inner.publisher, path)?;
         let t = Instant::now();
         let store = &inner.store;
-        // a record whose output is gone is ignored: run again
+        // a record whose output is gone (or is not what a run could have produced) is ignored:
+        // run again
         let output = crate::error::parse_cid(&rec.output).ok()?;
-        let body = store.read_all(output, u64::MAX).await.ok()?;
+        let body = store.read_all(output, max_output).await.ok()?;
         let logs = match rec.logs.as_deref().map(crate::error::parse_cid) {
-            Some(Ok(c)) => store.read_all(c, u64::MAX).await.unwrap_or_default(),
+            Some(Ok(c)) => store
+                .read_all(c, crate::executor::wasm::engine::MAX_LOGS as u64)
+                .await
+                .unwrap_or_default(),
             _ => Bytes::new(),
         };
         inner.metrics.cache_hits.inc();

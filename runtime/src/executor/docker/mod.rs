@@ -164,9 +164,4 @@ impl DockerExec {
         }
         Ok(this)
     }
-
-    /// The value of this repo's container label.
-    pub fn label(&self) -> &str {
-        &self.inner.label
-    }
 }

@@ -39,18 +39,6 @@ pub struct BuildDirs {
     pub site: PathBuf,
 }
 
-impl BuildDirs {
-    /// Each directory with the guest path it is mounted at (as in [`GUEST_PATHS`], without the
-    /// leading `/`).
-    pub fn guest_mounts(&self) -> [(&Path, &str); 3] {
-        [
-            (self.support.as_path(), "0"),
-            (self.bundle.as_path(), "1"),
-            (self.site.as_path(), "2"),
-        ]
-    }
-}
-
 /// Writes the wrapper module and the WIT world into `dir` (created if missing).
 pub fn write_support(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir.join("wit"))?;
