@@ -49,6 +49,15 @@ pub enum Error {
         /// What was wrong with it.
         reason: String,
     },
+    /// A tree or directory past this node's limits on what one request may walk (entries,
+    /// depth, name length): well-formed, perhaps, but more than this node will lay out.
+    #[error("{cid}: {reason}")]
+    OverLimit {
+        /// The tree or directory asked for.
+        cid: String,
+        /// Which limit it passed.
+        reason: String,
+    },
     /// A byte range that starts past the end of the file (starting exactly at the end is fine).
     #[error("range out of bounds: offset {offset} is past the end of a {size}-byte file")]
     RangeNotSatisfiable {
@@ -121,7 +130,8 @@ impl Error {
             | Error::InvalidInput(_)
             // blocks are checked against their CIDs, so a malformed DAG is what the request
             // named (a peer's crafted data), not damage to this node's store
-            | Error::Malformed { .. } => Class::BadRequest,
+            | Error::Malformed { .. }
+            | Error::OverLimit { .. } => Class::BadRequest,
             Error::NotFound { .. } | Error::NoSuchEntry { .. } | Error::UnknownFunction(_) => {
                 Class::NotFound
             }

@@ -13,8 +13,8 @@ use ipfaas_runtime::{Error, Store, StoreConfig};
 
 const DAG_PB: u64 = 0x70;
 
-/// A basic UnixFS directory block with exactly these links, in this order (duplicates too).
-fn dir_block(links: &[(&str, Cid)]) -> (Cid, Vec<u8>) {
+/// A dag-pb block with exactly these named links, in this order (duplicates too), and `fs`.
+fn pb_block(links: &[(&str, Cid)], fs: &UnixFs) -> (Cid, Vec<u8>) {
     let links: Vec<Link> = links
         .iter()
         .map(|(name, cid)| Link {
@@ -23,9 +23,13 @@ fn dir_block(links: &[(&str, Cid)]) -> (Cid, Vec<u8>) {
             tsize: 0,
         })
         .collect();
-    let data = UnixFs::new(DataType::Directory).encode();
-    let block = Node::encode(&links, Some(&data));
+    let block = Node::encode(&links, Some(&fs.encode()));
     (Cid::new_v1(DAG_PB, sha256(&block)), block)
+}
+
+/// A basic UnixFS directory block with exactly these links.
+fn dir_block(links: &[(&str, Cid)]) -> (Cid, Vec<u8>) {
+    pb_block(links, &UnixFs::new(DataType::Directory))
 }
 
 /// Puts crafted blocks into the store as they are, unpinned (as blocks fetched from a peer).
@@ -109,14 +113,14 @@ async fn a_name_listed_twice_cannot_write_through_a_symlink() {
         assert!(matches!(err, Error::Malformed { .. }), "{err}");
         assert!(err.to_string().contains("more than once"), "{err}");
         let dest = tmp.path().join(format!("export-{root}"));
-        let err = store.export_tree(*root, &dest).await.unwrap_err();
+        let err = store.export_tree(*root, &dest, u64::MAX).await.unwrap_err();
         assert!(matches!(err, Error::Malformed { .. }), "{err}");
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     }
 
     // a well-formed tree with a symlink exports, and the symlink is only a symlink
     let dest = tmp.path().join("export-ok");
-    store.export_tree(roots[2], &dest).await.unwrap();
+    store.export_tree(roots[2], &dest, u64::MAX).await.unwrap();
     assert_eq!(std::fs::read_link(dest.join("a")).unwrap(), victim);
     assert_eq!(std::fs::read(dest.join("b")).unwrap(), b"overwritten!");
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
@@ -189,5 +193,160 @@ async fn a_file_that_lies_about_its_size_is_refused() {
     use futures::TryStreamExt;
     let tarred: Result<Vec<bytes::Bytes>, Error> = store.tar(dir.0, "d".into()).try_collect().await;
     assert!(tarred.is_err());
+    store.shutdown().await;
+}
+
+/// A HAMT shard block (fanout 256, murmur3) with exactly these links.
+fn hamt_block(links: &[(&str, Cid)]) -> (Cid, Vec<u8>) {
+    let mut fs = UnixFs::new(DataType::HamtShard);
+    fs.fanout = Some(256);
+    fs.hash_type = Some(0x22);
+    let bitfield = [0xffu8; 32];
+    fs.data = Some(&bitfield);
+    pb_block(links, &fs)
+}
+
+/// Every consumer that walks a whole tree (tar stream, the WASM input layout, an export to
+/// disk) on `root`: each must fail with `OverLimit`, and the export must write nothing.
+async fn every_walk_refuses(store: &Store, root: Cid, dest: &std::path::Path) {
+    use futures::TryStreamExt;
+    use ipfaas_runtime::executor::wasm::mount::StoreInput;
+    let tarred: Result<Vec<bytes::Bytes>, Error> = store.tar(root, "t".into()).try_collect().await;
+    let e = tarred.unwrap_err();
+    assert!(matches!(e, Error::OverLimit { .. }), "tar: {e}");
+    assert_eq!(e.http_status(), 400);
+    let e = StoreInput::open(store, root)
+        .await
+        .err()
+        .expect("layout refused");
+    assert!(matches!(e, Error::OverLimit { .. }), "mount: {e}");
+    let e = store.export_tree(root, dest, u64::MAX).await.unwrap_err();
+    assert!(matches!(e, Error::OverLimit { .. }), "export: {e}");
+    assert!(!dest.exists(), "an export past a limit writes nothing");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tree_that_names_one_child_many_times_stops_at_the_limits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path()).await;
+    let opts = ImportOptions::default();
+    let mut blocks = import_blocks(b"leaf", &opts);
+    // 64 levels of "a" and "b" naming the same child: 2^64 paths in 65 blocks
+    let mut child = blocks.last().unwrap().0;
+    for _ in 0..64 {
+        let d = dir_block(&[("a", child), ("b", child)]);
+        child = d.0;
+        blocks.push(d);
+    }
+    let wide = child;
+    // 5,000 levels of one directory each: once a stack overflow that aborted the node
+    let mut deep = blocks[0].0;
+    for _ in 0..5000 {
+        let d = dir_block(&[("d", deep)]);
+        deep = d.0;
+        blocks.push(d);
+    }
+    // two files that each claim 2^63 bytes (consistently, in blocks nobody has): their
+    // layout would pass 2^64 bytes
+    let absent = Cid::new_v1(0x55, sha256(b"absent"));
+    let huge = file_block(&[(absent, 1 << 62), (absent, 1 << 62)], b"", 1 << 63);
+    let claims = dir_block(&[("x", huge.0), ("y", huge.0)]);
+    // and a file whose size field disagrees with its own blocks is malformed at a glance
+    let liar = file_block(&[], b"", 1 << 40);
+    blocks.extend([huge, claims.clone(), liar.clone()]);
+    put_blocks(&store, blocks).await;
+    every_walk_refuses(&store, wide, &tmp.path().join("wide")).await;
+    every_walk_refuses(&store, deep, &tmp.path().join("deep")).await;
+    use ipfaas_runtime::executor::wasm::mount::StoreInput;
+    let e = StoreInput::open(&store, claims.0).await.err().unwrap();
+    assert!(matches!(e, Error::OverLimit { .. }), "mount: {e}");
+    let e = store
+        .export_tree(claims.0, &tmp.path().join("c"), u64::MAX)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::OverLimit { .. }), "export: {e}");
+    let e = store.stat(&liar.0).await.unwrap_err();
+    assert!(matches!(e, Error::Malformed { .. }), "stat: {e}");
+    // the same shapes within the limits are fine: 8 levels of the shared child
+    let mut ok = import_blocks(b"leaf", &opts);
+    let mut c = ok.last().unwrap().0;
+    for _ in 0..8 {
+        let d = dir_block(&[("a", c), ("b", c)]);
+        c = d.0;
+        ok.push(d);
+    }
+    put_blocks(&store, ok).await;
+    let dest = tmp.path().join("ok");
+    assert_eq!(store.export_tree(c, &dest, u64::MAX).await.unwrap(), 4 << 8);
+    assert_eq!(
+        std::fs::read(dest.join("a/b/a/b/a/b/a/b")).unwrap(),
+        b"leaf"
+    );
+    // and a byte budget is enforced before writing
+    let e = store
+        .export_tree(c, &tmp.path().join("small"), 100)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::OverLimit { .. }), "{e}");
+    assert!(!tmp.path().join("small").exists());
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hamt_that_links_one_shard_twice_is_malformed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path()).await;
+    let file = import_blocks(b"x", &ImportOptions::default());
+    let shard = hamt_block(&[("41name", file[0].0)]);
+    // every bucket of the root names the same shard: 256 listings of one block
+    let buckets: Vec<String> = (0..256).map(|i| format!("{i:02X}")).collect();
+    let links: Vec<(&str, Cid)> = buckets.iter().map(|b| (b.as_str(), shard.0)).collect();
+    let root = hamt_block(&links);
+    put_blocks(&store, vec![file[0].clone(), shard.clone(), root.clone()]).await;
+    let e = store.entries(&root.0).await.unwrap_err();
+    assert!(matches!(e, Error::Malformed { .. }), "{e}");
+    assert!(e.to_string().contains("more than once"), "{e}");
+    // one link to it lists normally
+    let single = hamt_block(&[("00", shard.0)]);
+    put_blocks(&store, vec![single.clone()]).await;
+    let names: Vec<String> = store
+        .entries(&single.0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["name"]);
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_add_past_the_depth_limit_is_refused_without_harm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path()).await;
+    // 20,000 levels: once a stack overflow in the add (and O(depth²) memory)
+    let deep = format!("{}f", "d/".repeat(20_000));
+    let err = store
+        .add(AddOptions::default(), move |a| {
+            a.file(&deep, &mut &b"x"[..], |_| {}).map(drop)
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err}");
+    assert!(err.to_string().contains("levels deep"), "{err}");
+    // the deepest allowed path adds and reads back through every walk
+    let limit = ipfaas_runtime::unixfs::limits::MAX_DEPTH;
+    let ok = format!("{}f", "d/".repeat(limit - 1));
+    let out = store
+        .add(AddOptions::default(), move |a| {
+            a.file(&ok, &mut &b"x"[..], |_| {}).map(drop)
+        })
+        .await
+        .unwrap();
+    let root = out.roots[0].cid;
+    let dest = tmp.path().join("out");
+    assert_eq!(store.export_tree(root, &dest, u64::MAX).await.unwrap(), 1);
+    use ipfaas_runtime::executor::wasm::mount::StoreInput;
+    StoreInput::open(&store, root).await.unwrap();
     store.shutdown().await;
 }

@@ -4,6 +4,7 @@ mod client;
 mod examples;
 mod function;
 mod serve;
+mod unpack;
 
 use crate::units::parse_size;
 use anyhow::{Context, Result, bail};
@@ -13,7 +14,7 @@ use futures::StreamExt;
 use ipfaas_runtime::store::add::AddOptions;
 use ipfaas_runtime::unixfs::{ImportOptions, Profile};
 use std::io::Write;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
@@ -225,7 +226,7 @@ async fn client(b: &Backend, cmd: Cmd) -> Result<()> {
             let reader =
                 tokio_util::io::StreamReader::new(stream.map(|r| r.map_err(std::io::Error::other)));
             let sync = tokio_util::io::SyncIoBridge::new(reader);
-            tokio::task::spawn_blocking(move || unpack(sync, &dest)).await??;
+            tokio::task::spawn_blocking(move || unpack::unpack(sync, &dest)).await??;
             eprintln!("Saving file(s) to {}", out.display());
             Ok(())
         }
@@ -271,32 +272,6 @@ async fn client(b: &Backend, cmd: Cmd) -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// Extracts an `ipfs get`-style tar: its first path component is renamed to `dest`.
-/// Only plain relative components are accepted, so an archive cannot write outside `dest`.
-fn unpack(r: impl std::io::Read, dest: &Path) -> Result<()> {
-    let mut ar = tar::Archive::new(r);
-    for entry in ar.entries()? {
-        let mut entry = entry?;
-        let path = entry.path()?.into_owned();
-        let mut comps = path.components();
-        comps.next();
-        let mut target = dest.to_path_buf();
-        for c in comps {
-            match c {
-                Component::Normal(p) => target.push(p),
-                _ => bail!("unsafe path {} in archive", path.display()),
-            }
-        }
-        if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)?;
-        }
-        entry
-            .unpack(&target)
-            .with_context(|| format!("writing {}", target.display()))?;
-    }
-    Ok(())
 }
 
 async fn add(b: &Backend, a: AddArgs) -> Result<()> {

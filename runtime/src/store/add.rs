@@ -68,7 +68,8 @@ pub struct AddOutcome {
     pub content_bytes: u64,
 }
 
-/// Validates a slash-separated relative path: no absolute paths, no `.`/`..`, no empty parts.
+/// Validates a slash-separated relative path: no absolute paths, no `.`/`..`, no empty parts,
+/// and within the depth and name-length limits of [`crate::unixfs::limits`].
 pub fn clean_path(p: &str) -> Result<Vec<&str>> {
     let bad = || Error::InvalidPath(p.to_string());
     if p.is_empty() || p.starts_with('/') || p.contains('\0') || p.contains('\\') {
@@ -81,6 +82,7 @@ pub fn clean_path(p: &str) -> Result<Vec<&str>> {
     {
         return Err(bad());
     }
+    crate::unixfs::limits::check_path_shape(p, &parts)?;
     Ok(parts)
 }
 

@@ -8,6 +8,7 @@
 
 pub mod dir;
 pub mod file;
+pub mod limits;
 pub mod pb;
 pub mod read;
 

@@ -4,6 +4,7 @@
 
 use super::RAW;
 use super::dir::name_hash;
+use super::limits::{MAX_DIR_ENTRIES, MAX_NAME_LEN, TreeBudget};
 use super::pb::{DataType, Node, UnixFs};
 use crate::error::{Error, Result};
 use bytes::Bytes;
@@ -62,11 +63,24 @@ pub fn kind_of(cid: &Cid, block: &[u8]) -> Result<Kind> {
     let node = Node::decode(block).map_err(|e| malformed(cid, e))?;
     let fs = UnixFs::decode(node.data.unwrap_or(&[])).map_err(|e| malformed(cid, e))?;
     Ok(match fs.kind {
-        DataType::File | DataType::Raw => Kind::File {
-            size: fs.filesize.unwrap_or_else(|| {
-                fs.data.map_or(0, |d| d.len() as u64) + fs.blocksizes.iter().sum::<u64>()
-            }),
-        },
+        DataType::File | DataType::Raw => {
+            // what the node holds: its data and its children's sizes; a size field that says
+            // otherwise is a lie told before any child is fetched
+            let holds = fs
+                .blocksizes
+                .iter()
+                .try_fold(fs.data.map_or(0, |d| d.len() as u64), |a, b| {
+                    a.checked_add(*b)
+                })
+                .ok_or_else(|| malformed(cid, "block sizes overflow"))?;
+            if fs.filesize.is_some_and(|f| f != holds) {
+                return Err(malformed(
+                    cid,
+                    format!("declares {:?} bytes but holds {holds}", fs.filesize),
+                ));
+            }
+            Kind::File { size: holds }
+        }
         DataType::Directory | DataType::HamtShard => Kind::Directory,
         DataType::Symlink => Kind::Symlink {
             target: String::from_utf8_lossy(fs.data.unwrap_or(&[])).into_owned(),
@@ -101,6 +115,15 @@ fn check_name(dir: &Cid, name: &str) -> Result<()> {
             dir,
             format!("unsafe directory entry name {name:?}"),
         ));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(Error::OverLimit {
+            cid: dir.to_string(),
+            reason: format!(
+                "an entry name is {} bytes long; the limit is {MAX_NAME_LEN}",
+                name.len()
+            ),
+        });
     }
     Ok(())
 }
@@ -155,7 +178,16 @@ async fn entries_from<B: BlockSource>(
 ) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     let mut shards = vec![*cid];
+    // A HAMT names each shard once: buckets hold disjoint names. A shard linked twice would
+    // list its entries twice (five blocks linking one shard from every bucket list 16.7 M).
+    let mut seen = std::collections::HashSet::new();
     while let Some(c) = shards.pop() {
+        if !seen.insert(c) {
+            return Err(malformed(
+                cid,
+                format!("HAMT links the shard {c} more than once"),
+            ));
+        }
         let block = match root_block.take() {
             Some(b) => b,
             None => src.block(&c).await?,
@@ -178,6 +210,14 @@ async fn entries_from<B: BlockSource>(
                     .to_string(),
             };
             check_name(&c, &name)?;
+            if out.len() == MAX_DIR_ENTRIES {
+                return Err(Error::OverLimit {
+                    cid: cid.to_string(),
+                    reason: format!(
+                        "the directory has more than {MAX_DIR_ENTRIES} entries, this node's limit"
+                    ),
+                });
+            }
             out.push(Entry {
                 name,
                 cid: l.cid,
@@ -382,18 +422,24 @@ async fn send_range<B: BlockSource>(
 /// same CID always gives the same bytes.
 pub fn tar<B: BlockSource>(src: B, cid: Cid, root_name: String) -> ByteStream {
     produce(move |tx| async move {
-        let mut stack = vec![(root_name, cid)];
-        while let Some((path, cid)) = stack.pop() {
+        // a stream: the caller reads as much as it wants, so no limit on bytes
+        let mut budget = TreeBudget::new(cid, u64::MAX);
+        let mut stack = vec![(root_name, cid, 0)];
+        while let Some((path, cid, depth)) = stack.pop() {
             let block = src.block(&cid).await?;
             match kind_of(&cid, &block)? {
                 Kind::Directory => {
                     send(&tx, tar_header(&path, tar::EntryType::Directory, 0, None)?).await?;
                     let mut children = entries_from(&src, &cid, Some(block)).await?;
+                    // counted as they are queued, so the queue is bounded too
+                    for _ in &children {
+                        budget.admit(depth + 1, 0)?;
+                    }
                     children.reverse();
                     stack.extend(
                         children
                             .into_iter()
-                            .map(|e| (format!("{path}/{}", e.name), e.cid)),
+                            .map(|e| (format!("{path}/{}", e.name), e.cid, depth + 1)),
                     );
                 }
                 Kind::File { size } => {

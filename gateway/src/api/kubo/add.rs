@@ -278,6 +278,9 @@ impl ToImporter<'_> {
     }
 }
 
+/// Longest symlink target an add accepts (Linux's `PATH_MAX`).
+const MAX_SYMLINK_TARGET: usize = 4096;
+
 /// `Err(None)`: the importer hung up (its error is the answer).
 async fn pump_inner(
     body: Incoming,
@@ -316,11 +319,33 @@ async fn pump_inner(
             .unwrap_or_default();
         match ct.as_str() {
             "application/x-directory" | "multipart/form-data" => out.send(Msg::Dir(path)).await,
-            "application/symlink" => match field.text().await {
-                Ok(target) => out.send(Msg::Symlink(path, target)).await,
-                Err(_) if !out.open => break,
-                Err(e) => return Err(bad(e)),
-            },
+            "application/symlink" => {
+                // a target is a path: read at most PATH_MAX of it, never the whole part
+                let mut target = Vec::new();
+                loop {
+                    match field.chunk().await {
+                        Ok(Some(c)) if target.len() + c.len() <= MAX_SYMLINK_TARGET => {
+                            target.extend_from_slice(&c)
+                        }
+                        Ok(Some(_)) => {
+                            return Err(Some(ApiError::bad_request(format!(
+                                "the symlink {path:?} has a target longer than {MAX_SYMLINK_TARGET} bytes"
+                            ))));
+                        }
+                        Ok(None) => break,
+                        Err(_) if !out.open => break 'parts,
+                        Err(e) => return Err(bad(e)),
+                    }
+                }
+                match String::from_utf8(target) {
+                    Ok(t) => out.send(Msg::Symlink(path, t)).await,
+                    Err(_) => {
+                        return Err(Some(ApiError::bad_request(format!(
+                            "the symlink {path:?} has a target that is not UTF-8"
+                        ))));
+                    }
+                }
+            }
             _ => {
                 out.send(Msg::File(path)).await;
                 loop {

@@ -45,9 +45,22 @@ impl DockerExec {
         let _ = std::fs::remove_dir_all(&staging);
         let tree = staging.join(EXPORT_TREE);
         std::fs::create_dir_all(&tree)?;
-        let bytes = match kind {
-            Kind::File { .. } => store.write_file(cid, &tree.join(&key)).await?,
-            _ => store.export_tree(cid, &tree).await?,
+        // an input larger than the whole cache could never be kept: refused before writing
+        let max = self.inner.cfg.export_cache;
+        let written = match kind {
+            Kind::File { size } if size > max => Err(Error::OverLimit {
+                cid: key.clone(),
+                reason: format!("the input is {size} bytes, more than the export cache ({max})"),
+            }),
+            Kind::File { .. } => store.write_file(cid, &tree.join(&key)).await,
+            _ => store.export_tree(cid, &tree, max).await,
+        };
+        let bytes = match written {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(e);
+            }
         };
         std::fs::write(staging.join(EXPORT_MARKER), b"")?;
         let _ = std::fs::remove_dir_all(&dir);

@@ -18,6 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Most bytes a peer's function may bring: its component, and each of its bundle and site
+/// trees when they are written to a build directory here.
+const MAX_BUILD_TREE: u64 = 1 << 30;
+
 /// Names the wrapper and toolchain that build components; part of every definition.
 pub fn builder_tag() -> String {
     let mut h = Sha256::new();
@@ -155,7 +159,7 @@ impl WasmExec {
             build::write_support(&tmp.path().join("support"))?;
             for (cid, dir) in [(&def.bundle, "bundle"), (&def.site, "site")] {
                 store
-                    .export_tree(parse_cid(cid)?, &tmp.path().join(dir))
+                    .export_tree(parse_cid(cid)?, &tmp.path().join(dir), MAX_BUILD_TREE)
                     .await?;
             }
             std::fs::write(tmp.path().join("component.cid"), &def.component)?;
@@ -165,7 +169,9 @@ impl WasmExec {
             }
         }
         if !inner.engine.is_cached(&def.component) {
-            let bytes = store.read_all(parse_cid(&def.component)?, 1 << 30).await?;
+            let bytes = store
+                .read_all(parse_cid(&def.component)?, MAX_BUILD_TREE)
+                .await?;
             let (this, cid) = (self.clone(), def.component.clone());
             tokio::task::spawn_blocking(move || this.inner.engine.precompile(&cid, &bytes))
                 .await

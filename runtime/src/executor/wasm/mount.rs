@@ -7,7 +7,8 @@
 use super::InputReader;
 use crate::error::{Error, Result};
 use crate::store::Store;
-use crate::unixfs::read::{Kind, tar_header};
+use crate::unixfs::limits::TreeBudget;
+use crate::unixfs::read::{Entry, Kind, tar_header};
 use bytes::Bytes;
 use cid::Cid;
 use futures::TryStreamExt;
@@ -58,15 +59,15 @@ impl StoreInput {
         let mut segs = Vec::new();
         let mut at = 0u64;
         match store.stat(&cid).await? {
-            Kind::File { size } => push(&mut segs, &mut at, size, Seg::File(cid)),
+            Kind::File { size } => push(&mut segs, &mut at, size, Seg::File(cid))?,
             Kind::Symlink { target } => {
                 return Err(Error::InvalidInput(format!(
                     "input {cid} is a symlink to {target:?}, not a file or directory"
                 )));
             }
             Kind::Directory => {
-                walk(store, cid, String::new(), &mut segs, &mut at).await?;
-                push(&mut segs, &mut at, 1024, Seg::Zeros);
+                walk(store, cid, &mut segs, &mut at).await?;
+                push(&mut segs, &mut at, 1024, Seg::Zeros)?;
             }
         }
         Ok(Self {
@@ -80,44 +81,67 @@ impl StoreInput {
     }
 }
 
-fn push(segs: &mut Vec<(u64, u64, Seg)>, at: &mut u64, len: u64, s: Seg) {
+fn push(segs: &mut Vec<(u64, u64, Seg)>, at: &mut u64, len: u64, s: Seg) -> Result<()> {
     if len > 0 {
         segs.push((*at, len, s));
-        *at += len;
+        *at = at.checked_add(len).ok_or_else(|| {
+            Error::InvalidInput("the input's tar layout is over 2^64 bytes".into())
+        })?;
     }
+    Ok(())
 }
 
-/// Appends the tar layout of directory `dir` (entries under `prefix`) depth-first.
-fn walk<'a>(
-    store: &'a Store,
-    dir: Cid,
-    prefix: String,
-    segs: &'a mut Vec<(u64, u64, Seg)>,
-    at: &'a mut u64,
-) -> futures::future::BoxFuture<'a, Result<()>> {
-    Box::pin(async move {
-        for (e, kind) in store.listing(&dir).await? {
-            let path = format!("{prefix}{}", e.name);
-            match kind {
-                Kind::Directory => {
-                    let h = tar_header(&path, tar::EntryType::Directory, 0, None)?;
-                    push(segs, at, h.len() as u64, Seg::Bytes(h));
-                    walk(store, e.cid, format!("{path}/"), segs, at).await?;
-                }
-                Kind::File { size } => {
-                    let h = tar_header(&path, tar::EntryType::Regular, size, None)?;
-                    push(segs, at, h.len() as u64, Seg::Bytes(h));
-                    push(segs, at, size, Seg::File(e.cid));
-                    push(segs, at, (512 - size % 512) % 512, Seg::Zeros);
-                }
-                Kind::Symlink { target } => {
-                    let h = tar_header(&path, tar::EntryType::Symlink, 0, Some(&target))?;
-                    push(segs, at, h.len() as u64, Seg::Bytes(h));
-                }
+/// Appends the tar layout of directory `root` depth-first, in the order `ipfs get` writes it.
+/// Iterative, and every entry is counted against a [`TreeBudget`] as it is listed, so a DAG
+/// that is deep, wide or links one child from many places stops at the limits instead of
+/// exhausting the stack or memory.
+async fn walk(
+    store: &Store,
+    root: Cid,
+    segs: &mut Vec<(u64, u64, Seg)>,
+    at: &mut u64,
+) -> Result<()> {
+    let mut budget = TreeBudget::new(root, u64::MAX);
+    let listed = |budget: &mut TreeBudget, l: Vec<(Entry, Kind)>, depth: usize| {
+        for (_, kind) in &l {
+            let size = match kind {
+                Kind::File { size } => *size,
+                _ => 0,
+            };
+            budget.admit(depth, size)?;
+        }
+        Ok::<_, Error>(l.into_iter())
+    };
+    // one frame per open directory: its path prefix and the entries still to lay out
+    let first = listed(&mut budget, store.listing(&root).await?, 1)?;
+    let mut frames = vec![(String::new(), first)];
+    while let Some((prefix, next)) = frames.last_mut() {
+        let Some((e, kind)) = next.next() else {
+            frames.pop();
+            continue;
+        };
+        let path = format!("{prefix}{}", e.name);
+        match kind {
+            Kind::Directory => {
+                let h = tar_header(&path, tar::EntryType::Directory, 0, None)?;
+                push(segs, at, h.len() as u64, Seg::Bytes(h))?;
+                let depth = frames.len() + 1;
+                let children = listed(&mut budget, store.listing(&e.cid).await?, depth)?;
+                frames.push((format!("{path}/"), children));
+            }
+            Kind::File { size } => {
+                let h = tar_header(&path, tar::EntryType::Regular, size, None)?;
+                push(segs, at, h.len() as u64, Seg::Bytes(h))?;
+                push(segs, at, size, Seg::File(e.cid))?;
+                push(segs, at, (512 - size % 512) % 512, Seg::Zeros)?;
+            }
+            Kind::Symlink { target } => {
+                let h = tar_header(&path, tar::EntryType::Symlink, 0, Some(&target))?;
+                push(segs, at, h.len() as u64, Seg::Bytes(h))?;
             }
         }
-        Ok(())
-    })
+    }
+    Ok(())
 }
 
 impl InputReader for StoreInput {
