@@ -429,3 +429,29 @@ fn serve_refuses_a_swarm_port_that_is_taken() {
     );
     assert!(!tmp.path().join("api").exists());
 }
+
+/// A peer policy that does not parse stops `serve` before it opens anything, saying why.
+#[test]
+fn serve_refuses_a_peer_policy_it_cannot_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (&["serve", "--peer-invoke", "some"][..], "expected \"off\""),
+        (&["serve", "--peer-allow", "nope"][..], "invalid peer id"),
+        (
+            &[
+                "serve",
+                "--peer-invoke",
+                "any",
+                "--peer-allow",
+                "12D3KooWNVh1gVR4GmQkzAv9ANjMScPjktYLpt2v7F9gJix9A5Zv",
+            ][..],
+            "use \"allowlist\"",
+        ),
+    ] {
+        let out = cli(&tmp.path().join("repo"), args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert!(!tmp.path().join("repo").join("blockstore").exists());
+}

@@ -133,10 +133,11 @@ async fn three_nodes_share_data_and_functions_forward_and_verify() {
         dir.path().join("b"),
         dir.path().join("c"),
     );
-    // B is the bootstrap node; A and C know only B.
-    let b = start_node(&rb, None, &[]);
+    // B is the bootstrap node, the hub that runs functions for any peer; A and C know only B.
+    // Peer invocations: C takes them from its bootstrap peer B only (the default), A from B
+    // and, named with --peer-allow, from C.
+    let b = start_node(&rb, None, &["--peer-invoke", "any"]);
     let b_addr = swarm_addr(&b).await;
-    let a = start_node(&ra, Some(&b_addr), &[]);
     // C reads its bootstrap list and forwarding threshold from its config file: it forwards
     // invocations on inputs of 1 MiB or more that it does not hold.
     std::fs::create_dir_all(&rc).unwrap();
@@ -146,7 +147,9 @@ async fn three_nodes_share_data_and_functions_forward_and_verify() {
     )
     .unwrap();
     let c = start_node(&rc, None, &[]);
-    let (ida, idb, idc) = (peer_id(&a).await, peer_id(&b).await, peer_id(&c).await);
+    let idc = peer_id(&c).await;
+    let a = start_node(&ra, Some(&b_addr), &["--peer-allow", &idc]);
+    let (ida, idb) = (peer_id(&a).await, peer_id(&b).await);
     wait_connected(&a, &idb).await;
     wait_connected(&c, &idb).await;
 
@@ -242,6 +245,23 @@ async fn three_nodes_share_data_and_functions_forward_and_verify() {
     let v = verify(&c, &fcid, &small_cid, 5).await;
     assert_eq!(v["agree"], false, "{v}");
     assert_eq!(v["answered"], 2, "{v}");
+    // the peer policy: A and C run it for B, their bootstrap peer (which C knows by address
+    // only); C refuses A, which is neither its bootstrap peer nor allowed
+    let v = verify(&b, &fcid, &small_cid, 2).await;
+    assert_eq!(v["answered"], 2, "{v}");
+    assert_eq!(v["agree"], true, "{v}");
+    let refused = "ipfaas_forwarded_invocations_total{direction=\"in\",outcome=\"refused\"}";
+    assert_eq!(metric(&c, refused).await, 0.0);
+    let c_addr = format!("{}/p2p/{idc}", swarm_addr(&c).await);
+    let r = post(&a, &format!("swarm/connect?arg={c_addr}")).await;
+    assert_eq!(r.status(), 200);
+    wait_connected(&a, &idc).await;
+    let v = verify(&a, &fcid, &small_cid, 2).await;
+    assert_eq!(v["answered"], 1, "only B answers A: {v}");
+    assert_eq!(v["agree"], false, "{v}");
+    assert_eq!(v["peers"][0]["peer"], idb.as_str(), "{v}");
+    assert_eq!(metric(&c, refused).await, 1.0);
+    assert_eq!(metric(&a, refused).await, 0.0);
 
     // a holder dies mid-forward: C fails over to the other holder
     let spin_cid = deploy(
@@ -306,11 +326,12 @@ async fn three_nodes_share_data_and_functions_forward_and_verify() {
     );
     // the killed holder comes back on its repo (same peer id) for what follows
     let (a, b) = match (a_opt, b_opt) {
-        (None, Some(b)) => (start_node(&ra, Some(&b_addr), &[]), b),
+        (None, Some(b)) => (start_node(&ra, Some(&b_addr), &["--peer-allow", &idc]), b),
         (Some(a), None) => {
             let port = b_addr.split('/').nth(4).unwrap().to_string();
             let listen = format!("/ip4/127.0.0.1/tcp/{port}");
-            (a, start_node(&rb, None, &["--swarm-listen", &listen]))
+            let args = ["--swarm-listen", &listen, "--peer-invoke", "any"];
+            (a, start_node(&rb, None, &args))
         }
         _ => unreachable!(),
     };

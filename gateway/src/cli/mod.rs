@@ -121,7 +121,8 @@ pub struct ServeArgs {
     /// or /dns4/node0/tcp/4001); re-dialled when the connection drops
     #[arg(long)]
     pub bootstrap: Vec<String>,
-    /// Config file (TOML: bootstrap, swarm_listen, forward_threshold) [default: <repo>/config.toml
+    /// Config file (TOML: bootstrap, swarm_listen, forward_threshold, peer_invoke, peer_allow)
+    /// [default: <repo>/config.toml
     /// when it exists]
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -129,6 +130,13 @@ pub struct ServeArgs {
     /// least this large (compute-to-data); "off" never forwards
     #[arg(long)]
     pub forward_threshold: Option<String>,
+    /// Which peers may run functions on this node over libp2p: "off", "allowlist" (the
+    /// bootstrap peers and --peer-allow) or "any" [default: allowlist]
+    #[arg(long)]
+    pub peer_invoke: Option<String>,
+    /// A peer id that may run functions here besides the bootstrap peers (repeatable)
+    #[arg(long)]
+    pub peer_allow: Vec<String>,
     /// How long a read waits for a block that is neither local nor found on peers
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub fetch_timeout: Duration,

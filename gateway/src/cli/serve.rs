@@ -7,7 +7,7 @@ use super::examples;
 use crate::api::{self, App, ServerConfig};
 use crate::units::parse_size;
 use anyhow::{Context, Result};
-use ipfaas_runtime::invoke::{Functions, FunctionsConfig, NetworkConfig};
+use ipfaas_runtime::invoke::{Functions, FunctionsConfig, NetworkConfig, PeerInvoke};
 use ipfaas_runtime::net::Network;
 use ipfaas_runtime::{Store, StoreConfig};
 use std::path::Path;
@@ -52,6 +52,9 @@ struct FileConfig {
     #[serde(default)]
     swarm_listen: Vec<String>,
     forward_threshold: Option<String>,
+    peer_invoke: Option<String>,
+    #[serde(default)]
+    peer_allow: Vec<String>,
 }
 
 fn read_config(repo: &Path, given: Option<&Path>) -> Result<FileConfig> {
@@ -99,6 +102,14 @@ pub(super) async fn serve(repo: &Path, api_token: Option<String>, args: ServeArg
             .or(file.forward_threshold.as_deref())
             .unwrap_or("64MiB"),
     )?;
+    let mut peer_allow = file.peer_allow.clone();
+    peer_allow.extend(args.peer_allow.iter().cloned());
+    let peer_mode = args
+        .peer_invoke
+        .as_deref()
+        .or(file.peer_invoke.as_deref())
+        .unwrap_or("allowlist");
+    let peer_invoke = PeerInvoke::parse(peer_mode, &peer_allow).map_err(anyhow::Error::msg)?;
     let listen = multiaddrs(&listen_list, "--swarm-listen")?;
     let bootstrap = multiaddrs(&bootstrap_list, "--bootstrap")?;
     if !args.offline {
@@ -120,6 +131,7 @@ pub(super) async fn serve(repo: &Path, api_token: Option<String>, args: ServeArg
         network.clone(),
         NetworkConfig {
             forward_threshold: forward,
+            peer_invoke,
         },
     );
     let docker_cfg = ipfaas_runtime::executor::docker::DockerConfig {
@@ -140,7 +152,7 @@ pub(super) async fn serve(repo: &Path, api_token: Option<String>, args: ServeArg
     std::fs::write(&tmp, format!("{url}\n"))?;
     std::fs::rename(&tmp, &api)?;
     tracing::info!(
-        "ipfaas {} listening on {url} (repo {}, peer {}, auth {})",
+        "ipfaas {} listening on {url} (repo {}, peer {}, auth {}, peer invocations {peer_mode})",
         env!("CARGO_PKG_VERSION"),
         store.repo().display(),
         store.peer_id(),

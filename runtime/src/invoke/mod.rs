@@ -11,11 +11,13 @@ mod error;
 mod forward;
 pub mod headers;
 mod metrics;
+pub mod policy;
 pub mod publish;
 pub mod remote;
 pub mod verify;
 
 pub use error::InvokeError;
+pub use policy::PeerInvoke;
 pub use verify::{PeerVerdict, Verification};
 
 use crate::error::{Error, Result};
@@ -24,7 +26,7 @@ use crate::executor::outputs::Outputs;
 use crate::executor::wasm::WasmExec;
 use crate::executor::{Published, RunOutput, Timings};
 use crate::metrics::error as metrics_error;
-use crate::net::{NetMetrics, Network};
+use crate::net::{NetMetrics, Network, PeerId};
 use crate::registry::{Def, Listed, Registry};
 use crate::store::Store;
 use bytes::Bytes;
@@ -131,11 +133,14 @@ pub struct NetworkConfig {
     /// Forward an invocation to a peer holding the input when the input is not local and at
     /// least this large; `None` never forwards.
     pub forward_threshold: Option<u64>,
+    /// Which peers may run functions here (see [`policy`]).
+    pub peer_invoke: PeerInvoke,
 }
 
 struct Attached {
     net: Network,
     forward_threshold: Option<u64>,
+    gate: policy::PeerGate,
 }
 
 /// How many invocations run at once.
@@ -242,10 +247,20 @@ impl Functions {
             .set(Attached {
                 net,
                 forward_threshold: cfg.forward_threshold,
+                gate: policy::PeerGate::new(cfg.peer_invoke),
             })
             .is_ok();
         if fresh && !self.inner.store.is_offline() {
             remote::serve(self.clone());
+        }
+    }
+
+    /// Admits one invocation from `peer` under the peer policy, or says why not (HTTP status
+    /// and message). Without a network no peer is admitted.
+    pub(crate) fn admit_peer(&self, peer: PeerId) -> Result<policy::Admitted, (u16, String)> {
+        match self.inner.network.get() {
+            Some(a) => a.gate.admit(peer, &a.net),
+            None => Err((403, "this node is not on a network".into())),
         }
     }
 

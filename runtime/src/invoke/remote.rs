@@ -138,6 +138,17 @@ async fn handle(f: &Functions, peer: PeerId, bytes: &[u8]) -> WireResponse {
         status,
         body: serde_json::json!({ "error": msg }),
     };
+    let refused = |status: u16, msg: String| {
+        if let Some(m) = f.net_metrics() {
+            m.forwarded.with_label_values(&["in", "refused"]).inc();
+        }
+        refuse(status, msg)
+    };
+    // the policy first: a peer that may not invoke here costs no parsing
+    let _admitted = match f.admit_peer(peer) {
+        Ok(a) => a,
+        Err((status, msg)) => return refused(status, msg),
+    };
     let req: WireRequest = match serde_json::from_slice(bytes) {
         Ok(r) => r,
         Err(e) => return refuse(400, format!("malformed invocation request: {e}")),
@@ -155,12 +166,6 @@ async fn handle(f: &Functions, peer: PeerId, bytes: &[u8]) -> WireResponse {
     // here. This fails closed: a definition that cannot be read or checked is refused, and the
     // definition checked is the one that runs (the registry keeps it).
     let fcid = function.to_string();
-    let refused = |status: u16, msg: String| {
-        if let Some(m) = f.net_metrics() {
-            m.forwarded.with_label_values(&["in", "error"]).inc();
-        }
-        refuse(status, msg)
-    };
     if !f.is_named_here(&fcid) {
         match f.definition(&fcid).await {
             Ok(def) if def.is_pure() => {}

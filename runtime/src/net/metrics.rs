@@ -77,7 +77,7 @@ impl NetMetrics {
                 IntCounterVec::new(
                     Opts::new(
                         "ipfaas_forwarded_invocations_total",
-                        "Invocations forwarded to a peer (out) or run for a peer (in), by outcome",
+                        "Invocations forwarded to a peer (out) or run for a peer (in), by outcome (ok/error/refused/failed_over)",
                     ),
                     &["direction", "outcome"],
                 )?,

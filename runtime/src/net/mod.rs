@@ -44,6 +44,9 @@ struct Inner {
     metrics: NetMetrics,
     /// Bootstrap addresses last seen unreachable, so each loss is logged once.
     down: std::sync::Mutex<HashSet<Multiaddr>>,
+    /// Peer ids of the bootstrap peers: named in their addresses (`/p2p/<id>`), or learned
+    /// from the connection made by dialling an address that names none.
+    bootstrap_ids: std::sync::Mutex<HashSet<PeerId>>,
 }
 
 impl Network {
@@ -55,12 +58,14 @@ impl Network {
         registry: &prometheus::Registry,
     ) -> Result<Self> {
         let metrics = NetMetrics::new(registry).map_err(|e| Error::Node(e.to_string()))?;
+        let named = bootstrap.iter().filter_map(peer_of).collect();
         let net = Network {
             inner: Arc::new(Inner {
                 store,
                 bootstrap,
                 metrics,
                 down: Default::default(),
+                bootstrap_ids: std::sync::Mutex::new(named),
             }),
         };
         if !net.inner.store.is_offline() {
@@ -106,25 +111,34 @@ impl Network {
         &self.inner.bootstrap
     }
 
+    /// Whether `peer` is one of the bootstrap peers (see `--bootstrap`): named by id in its
+    /// address, or the peer that answered when its address was dialled.
+    pub fn is_bootstrap_peer(&self, peer: &PeerId) -> bool {
+        self.inner.bootstrap_ids.lock().unwrap().contains(peer)
+    }
+
     /// Dials every bootstrap peer that is not connected; returns the number of connected peers.
     async fn keep_bootstrap_connected(&self) -> usize {
         let node = self.inner.store.node();
         let connected = node.addrs().await.unwrap_or_default();
         for addr in &self.inner.bootstrap {
-            let want_peer = addr.iter().find_map(|p| match p {
-                Protocol::P2p(id) => Some(id),
-                _ => None,
-            });
-            let up = match want_peer {
+            let up = match peer_of(addr) {
                 Some(id) => connected.iter().any(|(p, _)| *p == id),
-                // Without /p2p/ the peer is known only by the address we dialled.
+                // Without /p2p/ the peer is known only by the address we dialled; whoever
+                // answers there is the bootstrap peer the operator meant.
                 None => {
                     let resolved = resolve(addr).await.unwrap_or_default();
-                    connected.iter().any(|(_, addrs)| {
-                        addrs
+                    let mut up = false;
+                    for (peer, addrs) in &connected {
+                        if addrs
                             .iter()
                             .any(|a| resolved.iter().any(|r| same_transport(a, r)))
-                    })
+                        {
+                            self.inner.bootstrap_ids.lock().unwrap().insert(*peer);
+                            up = true;
+                        }
+                    }
+                    up
                 }
             };
             if up {
@@ -256,6 +270,14 @@ impl Network {
         found.truncate(max);
         found
     }
+}
+
+/// The peer id an address names (`/p2p/<id>`), if any.
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
 }
 
 /// Turns `/dns4|dns6|dns/<host>/...` into `/ip4|ip6/<addr>/...` with the system resolver (the

@@ -35,6 +35,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Incoming libp2p connections still in their handshake, at most.
+pub const MAX_PENDING_INCOMING: u32 = 128;
+/// Established incoming libp2p connections, at most.
+pub const MAX_ESTABLISHED_INCOMING: u32 = 1024;
+/// Established libp2p connections to one peer, at most (both directions).
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 8;
+
 /// Where the store keeps its repo and how its node joins the network.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -181,6 +188,12 @@ impl Store {
             }
         }
         if !cfg.offline {
+            // The swarm port is open to anyone: bound what connections may hold.
+            b = b.set_connection_limits(|l| {
+                l.with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
+                    .with_max_established_incoming(Some(MAX_ESTABLISHED_INCOMING))
+                    .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+            });
             // Kademlia (the standard /ipfs/kad/1.0.0) so a node finds who holds a CID, and
             // the caller's request-response protocols (invocations between ipfaas nodes).
             b = b.with_kademlia();
