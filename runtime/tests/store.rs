@@ -1,5 +1,6 @@
 //! The backing store on a real on-disk repo with the real embedded rust-ipfs node.
 
+mod common;
 use bytes::Bytes;
 use cid::Cid;
 use futures::TryStreamExt;
@@ -410,20 +411,7 @@ async fn missing_blocks_are_not_found_after_the_configured_wait() {
     // a corrupt DAG is an error, not a panic: a dag-pb CID whose block is not dag-pb
     let junk = b"\xff\xff not protobuf".to_vec();
     let forged = Cid::new_v1(0x70, ipfaas_runtime::unixfs::sha256(&junk));
-    store
-        .add(
-            AddOptions {
-                pin: false,
-                ..Default::default()
-            },
-            move |a| {
-                use ipfaas_runtime::unixfs::BlockSink;
-                a.sink().put(&forged, &junk)?;
-                a.file("x", &mut &b"x"[..], |_| {}).map(drop)
-            },
-        )
-        .await
-        .unwrap();
+    common::put_blocks(&store, vec![(forged, junk)]).await;
     assert!(matches!(
         store.stat(&forged).await,
         Err(Error::Malformed { .. })
