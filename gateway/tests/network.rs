@@ -591,3 +591,69 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// With a token set, a read without it serves what the node holds and no more: it does not
+/// make the node fetch (and keep) a peer's blocks, unless the operator allows it with
+/// --fetch-on-read. With the token, the same read fetches.
+#[tokio::test(flavor = "multi_thread")]
+async fn anonymous_reads_do_not_fetch_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let holder = start_node(&dir.path().join("h"), None, &[]);
+    let h_addr = swarm_addr(&holder).await;
+    let idh = peer_id(&holder).await;
+    let data = rand_bytes(300 << 10, 11);
+    let cid = add_cid(&holder, "", &[("data.bin", &data)]).await;
+    let closed = start_node(
+        &dir.path().join("t"),
+        Some(&h_addr),
+        &["--api-token", "tok"],
+    );
+    let open = start_node(
+        &dir.path().join("o"),
+        Some(&h_addr),
+        &["--api-token", "tok", "--fetch-on-read"],
+    );
+    wait_connected(&closed, &idh).await;
+    wait_connected(&open, &idh).await;
+    let fetched = "ipfaas_store_fetched_blocks_total";
+
+    for url in [
+        format!("{}/ipfs/{cid}", closed.url),
+        format!("{}/v1/functions/{cid}", closed.url),
+    ] {
+        let r = client().get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{url}");
+        let v: Value = r.json().await.unwrap();
+        assert!(
+            v["error"].as_str().unwrap().contains("--fetch-on-read"),
+            "{v}"
+        );
+    }
+    let r = client()
+        .post(format!("{}?arg={cid}", closed.api("cat")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(metric(&closed, fetched).await, 0.0, "nothing was fetched");
+
+    // the token holder's read fetches
+    let r = client()
+        .get(format!("{}/ipfs/{cid}", closed.url))
+        .bearer_auth("tok")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap() == data);
+    assert!(metric(&closed, fetched).await > 0.0);
+
+    // --fetch-on-read lets anyone's read fetch
+    let r = client()
+        .get(format!("{}/ipfs/{cid}", open.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap() == data);
+}

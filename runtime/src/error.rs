@@ -98,7 +98,7 @@ fn cause_of(cause: &Option<String>) -> String {
 
 fn where_looked(waited: &Duration) -> String {
     if waited.is_zero() {
-        "in the local repo (offline)".into()
+        "in the local repo".into()
     } else {
         format!("locally or from peers within {waited:?}")
     }

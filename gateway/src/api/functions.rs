@@ -47,7 +47,7 @@ pub async fn route(
     match (method, parts.as_slice()) {
         (Method::POST, ["functions"]) => ("deploy", deploy(app, req).await),
         (Method::GET, ["functions"]) => ("functions", list(app).await),
-        (Method::GET, ["functions", f]) => ("function", show(app, f).await),
+        (Method::GET, ["functions", f]) => ("function", show(app, &req, f).await),
         (Method::POST, ["functions", f, "invoke"]) => {
             let f = f.to_string();
             ("invoke", invoke(app, req, &f).await)
@@ -150,9 +150,10 @@ async fn list(app: &Arc<App>) -> ApiResult<Response<Body>> {
     Ok(json(StatusCode::OK, &json!({ "functions": fns })))
 }
 
-async fn show(app: &Arc<App>, f: &str) -> ApiResult<Response<Body>> {
+async fn show(app: &Arc<App>, req: &Request<Incoming>, f: &str) -> ApiResult<Response<Body>> {
     let cid = app.functions.resolve_name(f)?;
-    let def = app.functions.definition(&cid).await?;
+    let reader = app.reader(req.headers());
+    let def = app.functions.definition_from(&reader, &cid).await?;
     // names never parse as CIDs, so what resolved and is not a CID was a name
     let name = parse_cid(f).is_err().then_some(f);
     Ok(json(

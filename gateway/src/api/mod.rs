@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub api_token: Option<String>,
     /// Largest accepted request body.
     pub max_body: u64,
+    /// Whether reads without the token may fetch missing blocks from peers (and so store them).
+    pub fetch_on_read: bool,
 }
 
 pub struct App {
@@ -99,6 +101,17 @@ impl App {
             requests,
             durations,
         }))
+    }
+
+    /// The store a read should use: one that never fetches from peers when a token is set,
+    /// the request does not carry it and `--fetch-on-read` is off. An anonymous caller then
+    /// reads what this node holds, and cannot make it fetch and keep others' data.
+    pub fn reader(&self, headers: &hyper::HeaderMap) -> Store {
+        if self.cfg.fetch_on_read || self.authorize(headers).is_ok() {
+            self.store.clone()
+        } else {
+            self.store.local_only()
+        }
     }
 
     /// Checks `Authorization: Bearer <token>` when a token is configured.

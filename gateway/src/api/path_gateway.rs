@@ -5,8 +5,8 @@ use super::error::{ApiError, ApiResult};
 use super::{App, Body, Query, full, json, stream_body};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
-use ipfaas_runtime::IpfsPath;
 use ipfaas_runtime::unixfs::read::Kind;
+use ipfaas_runtime::{IpfsPath, Store};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -24,18 +24,19 @@ pub async fn serve(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response
         return Err(ApiError::bad_request("missing CID: use /ipfs/{cid}[/path]"));
     }
     let path = IpfsPath::parse(&decoded)?;
-    let cid = app.store.resolve_path(&path).await?;
+    let store = app.reader(req.headers());
+    let cid = store.resolve_path(&path).await?;
     let q = Query::parse(req.uri());
     let head = req.method() == Method::HEAD;
     let name = path.name();
     let etag = format!("\"{cid}\"");
 
-    let mut resp = match app.store.stat(&cid).await? {
+    let mut resp = match store.stat(&cid).await? {
         Kind::Directory if q.get("format") == Some("tar") => {
             let mut r = Response::new(if head {
                 full("")
             } else {
-                stream_body(app.store.tar(cid, name.clone()))
+                stream_body(store.tar(cid, name.clone()))
             });
             let h = r.headers_mut();
             h.insert(
@@ -49,8 +50,7 @@ pub async fn serve(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response
             r
         }
         Kind::Directory => {
-            let entries: Vec<_> = app
-                .store
+            let entries: Vec<_> = store
                 .listing(&cid)
                 .await?
                 .into_iter()
@@ -72,7 +72,7 @@ pub async fn serve(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response
             StatusCode::OK,
             &json!({"cid": cid.to_string(), "type": "symlink", "target": target}),
         ),
-        Kind::File { size } => return file(app, &req, cid, size, head, &etag).await,
+        Kind::File { size } => return file(&store, &req, cid, size, head, &etag).await,
     };
     resp.headers_mut()
         .insert(header::ETAG, etag.parse().expect("CIDs are header-safe"));
@@ -80,7 +80,7 @@ pub async fn serve(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response
 }
 
 async fn file(
-    app: &App,
+    store: &Store,
     req: &Request<Incoming>,
     cid: cid::Cid,
     size: u64,
@@ -106,7 +106,7 @@ async fn file(
     let body = if head || len == 0 {
         full("")
     } else {
-        let (_, s) = app.store.cat(cid, start, Some(len)).await?;
+        let (_, s) = store.cat(cid, start, Some(len)).await?;
         stream_body(s)
     };
     let mut r = Response::new(body);

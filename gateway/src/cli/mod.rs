@@ -121,7 +121,8 @@ pub struct ServeArgs {
     /// or /dns4/node0/tcp/4001); re-dialled when the connection drops
     #[arg(long)]
     pub bootstrap: Vec<String>,
-    /// Config file (TOML: bootstrap, swarm_listen, forward_threshold, peer_invoke, peer_allow)
+    /// Config file (TOML: bootstrap, swarm_listen, forward_threshold, peer_invoke, peer_allow,
+    /// fetch_on_read)
     /// [default: <repo>/config.toml
     /// when it exists]
     #[arg(long)]
@@ -137,6 +138,10 @@ pub struct ServeArgs {
     /// A peer id that may run functions here besides the bootstrap peers (repeatable)
     #[arg(long)]
     pub peer_allow: Vec<String>,
+    /// With --api-token: let reads without the token (GET /ipfs/..., cat, get, ls) fetch
+    /// missing blocks from peers, which stores them here; without it they read only what is here
+    #[arg(long)]
+    pub fetch_on_read: bool,
     /// How long a read waits for a block that is neither local nor found on peers
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub fetch_timeout: Duration,

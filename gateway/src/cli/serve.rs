@@ -55,6 +55,7 @@ struct FileConfig {
     peer_invoke: Option<String>,
     #[serde(default)]
     peer_allow: Vec<String>,
+    fetch_on_read: Option<bool>,
 }
 
 fn read_config(repo: &Path, given: Option<&Path>) -> Result<FileConfig> {
@@ -169,6 +170,7 @@ pub(super) async fn serve(repo: &Path, api_token: Option<String>, args: ServeArg
         ServerConfig {
             api_token,
             max_body: args.max_body_size,
+            fetch_on_read: args.fetch_on_read || file.fetch_on_read.unwrap_or(false),
         },
     )?;
     api::run(app, listener, shutdown_signal()).await;

@@ -286,10 +286,13 @@ impl Functions {
 
     /// Reads (and caches) a function definition from the store, checked.
     pub async fn definition(&self, function_cid: &str) -> Result<Arc<Def>> {
-        self.inner
-            .registry
-            .definition(&self.inner.store, function_cid)
-            .await
+        self.definition_from(&self.inner.store, function_cid).await
+    }
+
+    /// [`Functions::definition`], reading its blocks through `store` (say, one that does not
+    /// fetch from peers: [`Store::local_only`]).
+    pub async fn definition_from(&self, store: &Store, function_cid: &str) -> Result<Arc<Def>> {
+        self.inner.registry.definition(store, function_cid).await
     }
 
     /// Invokes a function, here or — compute-to-data — on a peer that holds a large input.

@@ -92,6 +92,8 @@ impl StoreConfig {
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+    /// Whether a block that is not local may be fetched from peers (see [`Store::local_only`]).
+    fetch: bool,
 }
 
 struct Inner {
@@ -244,6 +246,7 @@ impl Store {
                 small: cache::SmallBlocks::default(),
                 _lock: lock,
             }),
+            fetch: true,
         };
         // Block/byte gauges: one walk in the background, kept current afterwards by adds and
         // fetches. It holds only what it reads, so a quick shutdown still owns the node. An add
@@ -452,6 +455,16 @@ impl Store {
         self.resolve(path.root, &segs).await
     }
 
+    /// The same store, but reads through it never fetch from peers: a block that is not local
+    /// is not found at once. For reads that may not make the node store others' data (an
+    /// unauthenticated request, unless `--fetch-on-read` allows it).
+    pub fn local_only(&self) -> Store {
+        Store {
+            inner: self.inner.clone(),
+            fetch: false,
+        }
+    }
+
     /// What `cid` is: a file (with its size), a directory or a symlink.
     pub async fn stat(&self, cid: &Cid) -> Result<Kind> {
         read::stat(self, cid).await
@@ -596,11 +609,13 @@ impl BlockSource for Store {
             return Ok(data);
         }
         let waited = self.inner.fetch_timeout;
-        if self.inner.offline {
+        if self.inner.offline || !self.fetch {
             return Err(Error::NotFound {
                 cid: cid.to_string(),
                 waited: Duration::ZERO,
-                cause: None,
+                cause: (!self.fetch && !self.inner.offline).then(|| {
+                    "this read may not fetch from peers: send the API token, or start the node with --fetch-on-read".to_string()
+                }),
             });
         }
         // rust-ipfs asks peers over bitswap, checks the bytes against the CID and stores them.

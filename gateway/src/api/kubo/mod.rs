@@ -8,8 +8,8 @@ use crate::api::{App, Body, Query, json, stream_body};
 use base64::Engine;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode, header};
-use ipfaas_runtime::IpfsPath;
 use ipfaas_runtime::unixfs::read::Kind;
+use ipfaas_runtime::{IpfsPath, Store};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -19,16 +19,17 @@ fn arg(q: &Query) -> ApiResult<&str> {
 }
 
 /// Resolves `arg` to a CID.
-async fn resolve(app: &App, arg: &str) -> ApiResult<cid::Cid> {
-    Ok(app.store.resolve_path(&IpfsPath::parse(arg)?).await?)
+async fn resolve(store: &Store, arg: &str) -> ApiResult<cid::Cid> {
+    Ok(store.resolve_path(&IpfsPath::parse(arg)?).await?)
 }
 
 pub async fn cat(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
     let q = Query::parse(req.uri());
-    let cid = resolve(app, arg(&q)?).await?;
+    let store = app.reader(req.headers());
+    let cid = resolve(&store, arg(&q)?).await?;
     let offset = q.u64("offset")?.unwrap_or(0);
     let length = q.u64("length")?;
-    let (size, stream) = app.store.cat(cid, offset, length).await?;
+    let (size, stream) = store.cat(cid, offset, length).await?;
     let n = length.map_or(size - offset, |l| l.min(size - offset));
     let mut r = Response::new(stream_body(stream));
     let h = r.headers_mut();
@@ -49,9 +50,10 @@ pub async fn get(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<B
         ));
     }
     let path = IpfsPath::parse(arg(&q)?)?;
-    let cid = app.store.resolve_path(&path).await?;
-    app.store.stat(&cid).await?; // fail with a status, not a broken stream
-    let mut r = Response::new(stream_body(app.store.tar(cid, path.name())));
+    let store = app.reader(req.headers());
+    let cid = store.resolve_path(&path).await?;
+    store.stat(&cid).await?; // fail with a status, not a broken stream
+    let mut r = Response::new(stream_body(store.tar(cid, path.name())));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/x-tar"),
@@ -75,11 +77,11 @@ pub async fn ls(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Bo
     if args.is_empty() {
         return Err(ApiError::bad_request("argument \"ipfs-path\" is required"));
     }
+    let store = app.reader(req.headers());
     for a in args {
-        let cid = resolve(app, a).await?;
-        let links: Vec<_> = match app.store.stat(&cid).await? {
-            Kind::Directory => app
-                .store
+        let cid = resolve(&store, a).await?;
+        let links: Vec<_> = match store.stat(&cid).await? {
+            Kind::Directory => store
                 .listing(&cid)
                 .await?
                 .into_iter()
