@@ -630,11 +630,19 @@ async fn anonymous_reads_do_not_fetch_unless_allowed() {
         );
     }
     let r = client()
-        .post(format!("{}?arg={cid}", closed.api("cat")))
+        .get(format!("{}/ipfs/{cid}?format=tar", closed.url))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+    for cmd in ["cat", "get", "ls"] {
+        let r = client()
+            .post(format!("{}?arg={cid}", closed.api(cmd)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{cmd}");
+    }
     assert_eq!(metric(&closed, fetched).await, 0.0, "nothing was fetched");
 
     // the token holder's read fetches

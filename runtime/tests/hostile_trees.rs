@@ -159,6 +159,11 @@ async fn a_tree_that_names_one_child_many_times_stops_at_the_limits() {
     assert!(matches!(e, Error::OverLimit { .. }), "export: {e}");
     let e = store.stat(&liar.0).await.unwrap_err();
     assert!(matches!(e, Error::Malformed { .. }), "stat: {e}");
+    // a symlink target longer than PATH_MAX is refused where it is read
+    let long = symlink_block(&"t/".repeat(2500), &opts);
+    put_blocks(&store, vec![long.clone()]).await;
+    let e = store.stat(&long.0).await.unwrap_err();
+    assert!(matches!(e, Error::OverLimit { .. }), "stat: {e}");
     // the same shapes within the limits are fine: 8 levels of the shared child
     let mut ok = import_blocks(b"leaf", &opts);
     let mut c = ok.last().unwrap().0;

@@ -139,9 +139,10 @@ pub struct ServeArgs {
     #[arg(long)]
     pub peer_allow: Vec<String>,
     /// With --api-token: let reads without the token (GET /ipfs/..., cat, get, ls) fetch
-    /// missing blocks from peers, which stores them here; without it they read only what is here
-    #[arg(long)]
-    pub fetch_on_read: bool,
+    /// missing blocks from peers, which stores them here; without it (or with
+    /// --fetch-on-read=false) they read only what is here
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub fetch_on_read: Option<bool>,
     /// How long a read waits for a block that is neither local nor found on peers
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub fetch_timeout: Duration,

@@ -170,7 +170,7 @@ pub(super) async fn serve(repo: &Path, api_token: Option<String>, args: ServeArg
         ServerConfig {
             api_token,
             max_body: args.max_body_size,
-            fetch_on_read: args.fetch_on_read || file.fetch_on_read.unwrap_or(false),
+            fetch_on_read: args.fetch_on_read.or(file.fetch_on_read).unwrap_or(false),
         },
     )?;
     api::run(app, listener, shutdown_signal()).await;

@@ -60,7 +60,12 @@ impl Functions {
 async fn input_size(store: &Store, cid: Cid) -> Result<u64> {
     match store.stat(&cid).await? {
         Kind::File { size } => Ok(size),
-        Kind::Directory => Ok(store.entries(&cid).await?.iter().map(|e| e.tsize).sum()),
+        // claimed sizes, from anyone: summed without overflow
+        Kind::Directory => Ok(store
+            .entries(&cid)
+            .await?
+            .iter()
+            .fold(0u64, |a, e| a.saturating_add(e.tsize))),
         Kind::Symlink { .. } => Ok(0),
     }
 }

@@ -44,9 +44,11 @@ struct Inner {
     metrics: NetMetrics,
     /// Bootstrap addresses last seen unreachable, so each loss is logged once.
     down: std::sync::Mutex<HashSet<Multiaddr>>,
-    /// Peer ids of the bootstrap peers: named in their addresses (`/p2p/<id>`), or learned
-    /// from the connection made by dialling an address that names none.
-    bootstrap_ids: std::sync::Mutex<HashSet<PeerId>>,
+    /// Peer ids the bootstrap addresses name (`/p2p/<id>`).
+    named_ids: HashSet<PeerId>,
+    /// For each bootstrap address that names no id: the peers connected at it when last
+    /// checked (replaced at each check, so a peer that leaves the address loses its place).
+    learned_ids: std::sync::Mutex<std::collections::HashMap<Multiaddr, HashSet<PeerId>>>,
 }
 
 impl Network {
@@ -65,7 +67,8 @@ impl Network {
                 bootstrap,
                 metrics,
                 down: Default::default(),
-                bootstrap_ids: std::sync::Mutex::new(named),
+                named_ids: named,
+                learned_ids: Default::default(),
             }),
         };
         if !net.inner.store.is_offline() {
@@ -112,9 +115,17 @@ impl Network {
     }
 
     /// Whether `peer` is one of the bootstrap peers (see `--bootstrap`): named by id in its
-    /// address, or the peer that answered when its address was dialled.
+    /// address (the sure form), or connected at an address that names none when it was last
+    /// checked (every [`REDIAL_INTERVAL`]).
     pub fn is_bootstrap_peer(&self, peer: &PeerId) -> bool {
-        self.inner.bootstrap_ids.lock().unwrap().contains(peer)
+        self.inner.named_ids.contains(peer)
+            || self
+                .inner
+                .learned_ids
+                .lock()
+                .unwrap()
+                .values()
+                .any(|ids| ids.contains(peer))
     }
 
     /// Dials every bootstrap peer that is not connected; returns the number of connected peers.
@@ -128,16 +139,21 @@ impl Network {
                 // answers there is the bootstrap peer the operator meant.
                 None => {
                     let resolved = resolve(addr).await.unwrap_or_default();
-                    let mut up = false;
-                    for (peer, addrs) in &connected {
-                        if addrs
-                            .iter()
-                            .any(|a| resolved.iter().any(|r| same_transport(a, r)))
-                        {
-                            self.inner.bootstrap_ids.lock().unwrap().insert(*peer);
-                            up = true;
-                        }
-                    }
+                    let at: HashSet<PeerId> = connected
+                        .iter()
+                        .filter(|(_, addrs)| {
+                            addrs
+                                .iter()
+                                .any(|a| resolved.iter().any(|r| same_transport(a, r)))
+                        })
+                        .map(|(p, _)| *p)
+                        .collect();
+                    let up = !at.is_empty();
+                    self.inner
+                        .learned_ids
+                        .lock()
+                        .unwrap()
+                        .insert(addr.clone(), at);
                     up
                 }
             };

@@ -208,6 +208,12 @@ impl<'a> Adder<'a> {
     /// Adds a symlink at `path` pointing at `target` (stored as written, not followed).
     pub fn symlink(&mut self, path: &str, target: &str) -> Result<Imported> {
         let path = clean_path(path)?.join("/");
+        let max = crate::unixfs::limits::MAX_SYMLINK_TARGET;
+        if target.len() > max {
+            return Err(Error::InvalidInput(format!(
+                "the symlink {path:?} has a target longer than {max} bytes"
+            )));
+        }
         let item = unixfs::symlink(target, &self.opts.import, &mut self.writer)?;
         self.place(&path, item)?;
         Ok(item)

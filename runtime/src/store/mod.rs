@@ -479,6 +479,12 @@ impl Store {
     /// looked up 16 at a time.
     pub async fn listing(&self, cid: &Cid) -> Result<Vec<(read::Entry, Kind)>> {
         let entries = self.entries(cid).await?;
+        self.kinds(entries).await
+    }
+
+    /// Each entry with its kind, looked up 16 at a time (a walk counts the entries against its
+    /// budget first, then looks them up).
+    pub async fn kinds(&self, entries: Vec<read::Entry>) -> Result<Vec<(read::Entry, Kind)>> {
         futures::stream::iter(entries)
             .map(|e| async move {
                 let kind = self.stat(&e.cid).await?;
@@ -500,7 +506,8 @@ impl Store {
                 "{cid} is {size} bytes, more than {max}"
             )));
         }
-        let mut out = Vec::with_capacity(size as usize);
+        // the size is a claim until the bytes arrive: grow with them past the first MiB
+        let mut out = Vec::with_capacity(size.min(1 << 20) as usize);
         while let Some(b) = s.try_next().await? {
             out.extend_from_slice(&b);
         }

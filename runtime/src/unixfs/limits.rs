@@ -23,11 +23,19 @@ pub const MAX_DIR_ENTRIES: usize = 1 << 20;
 /// it is laid out twice.
 pub const MAX_TREE_ENTRIES: u64 = 1 << 18;
 
+/// Most bytes of paths one walk of a tree may lay out (each entry's full path counts), so that
+/// deep names reached many times cannot fill memory before the entry limit is met.
+pub const MAX_TREE_PATHS: u64 = 64 << 20;
+
+/// Longest symlink target, in bytes (Linux's `PATH_MAX`), read or added.
+pub const MAX_SYMLINK_TARGET: usize = 4096;
+
 /// The running count of one walk of the tree at `root`.
 #[derive(Debug)]
 pub struct TreeBudget {
     root: Cid,
     entries: u64,
+    paths: u64,
     bytes: u64,
     max_bytes: u64,
 }
@@ -38,14 +46,15 @@ impl TreeBudget {
         Self {
             root,
             entries: 0,
+            paths: 0,
             bytes: 0,
             max_bytes,
         }
     }
 
-    /// Admits one more entry at `depth` holding `size` bytes of file content (0 for directories
-    /// and symlinks), or says which limit the tree passed.
-    pub fn admit(&mut self, depth: usize, size: u64) -> Result<()> {
+    /// Admits one more entry at `depth` whose full path is `path_len` bytes long, or says which
+    /// limit the tree passed. Called as an entry is listed, before anything about it is read.
+    pub fn admit(&mut self, depth: usize, path_len: usize) -> Result<()> {
         self.entries += 1;
         if self.entries > MAX_TREE_ENTRIES {
             return Err(self.over(format!(
@@ -57,6 +66,17 @@ impl TreeBudget {
                 "the tree is more than {MAX_DEPTH} levels deep, this node's limit"
             )));
         }
+        self.paths += path_len as u64;
+        if self.paths > MAX_TREE_PATHS {
+            return Err(self.over(format!(
+                "the tree's paths add up to more than {MAX_TREE_PATHS} bytes, this node's limit"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Adds `size` bytes of file content to what the walk lays out.
+    pub fn content(&mut self, size: u64) -> Result<()> {
         self.bytes = self
             .bytes
             .checked_add(size)
@@ -122,26 +142,30 @@ mod tests {
     #[test]
     fn a_budget_stops_at_each_limit() {
         let mut b = TreeBudget::new(root(), 100);
-        b.admit(MAX_DEPTH, 60).unwrap();
-        assert!(matches!(
-            b.admit(MAX_DEPTH + 1, 0),
-            Err(Error::OverLimit { .. })
-        ));
+        b.admit(MAX_DEPTH, 1).unwrap();
+        let e = b.admit(MAX_DEPTH + 1, 1).unwrap_err();
+        assert!(matches!(e, Error::OverLimit { .. }), "{e}");
         let mut b = TreeBudget::new(root(), 100);
-        b.admit(1, 60).unwrap();
-        b.admit(1, 40).unwrap();
+        b.content(60).unwrap();
+        b.content(40).unwrap();
         assert_eq!(b.bytes(), 100);
-        let e = b.admit(1, 1).unwrap_err();
+        let e = b.content(1).unwrap_err();
         assert_eq!(e.http_status(), 400);
         // sizes that would overflow are refused, not wrapped
         let mut b = TreeBudget::new(root(), u64::MAX);
-        b.admit(1, u64::MAX).unwrap();
-        assert!(b.admit(1, 1).is_err());
+        b.content(u64::MAX).unwrap();
+        assert!(b.content(1).is_err());
         let mut b = TreeBudget::new(root(), u64::MAX);
         for _ in 0..MAX_TREE_ENTRIES {
-            b.admit(1, 0).unwrap();
+            b.admit(1, 1).unwrap();
         }
-        assert!(b.admit(1, 0).is_err());
+        assert!(b.admit(1, 1).is_err());
+        // long paths count: 64 MiB of them, however few entries
+        let mut b = TreeBudget::new(root(), u64::MAX);
+        for _ in 0..(MAX_TREE_PATHS >> 16) {
+            b.admit(1, 1 << 16).unwrap();
+        }
+        assert!(b.admit(1, 1).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::RAW;
 use super::dir::name_hash;
-use super::limits::{MAX_DIR_ENTRIES, MAX_NAME_LEN, TreeBudget};
+use super::limits::{MAX_DIR_ENTRIES, MAX_NAME_LEN, MAX_SYMLINK_TARGET, TreeBudget};
 use super::pb::{DataType, Node, UnixFs};
 use crate::error::{Error, Result};
 use bytes::Bytes;
@@ -79,12 +79,30 @@ pub fn kind_of(cid: &Cid, block: &[u8]) -> Result<Kind> {
                     format!("declares {:?} bytes but holds {holds}", fs.filesize),
                 ));
             }
+            if node.links.len() != fs.blocksizes.len() {
+                return Err(malformed(
+                    cid,
+                    "file node with links and blocksizes of different lengths",
+                ));
+            }
             Kind::File { size: holds }
         }
         DataType::Directory | DataType::HamtShard => Kind::Directory,
-        DataType::Symlink => Kind::Symlink {
-            target: String::from_utf8_lossy(fs.data.unwrap_or(&[])).into_owned(),
-        },
+        DataType::Symlink => {
+            let target = fs.data.unwrap_or(&[]);
+            if target.len() > MAX_SYMLINK_TARGET {
+                return Err(Error::OverLimit {
+                    cid: cid.to_string(),
+                    reason: format!(
+                        "a symlink target of {} bytes; the limit is {MAX_SYMLINK_TARGET}",
+                        target.len()
+                    ),
+                });
+            }
+            Kind::Symlink {
+                target: String::from_utf8_lossy(target).into_owned(),
+            }
+        }
         DataType::Metadata => {
             return Err(malformed(cid, "UnixFS metadata nodes are not supported"));
         }
@@ -431,9 +449,9 @@ pub fn tar<B: BlockSource>(src: B, cid: Cid, root_name: String) -> ByteStream {
                 Kind::Directory => {
                     send(&tx, tar_header(&path, tar::EntryType::Directory, 0, None)?).await?;
                     let mut children = entries_from(&src, &cid, Some(block)).await?;
-                    // counted as they are queued, so the queue is bounded too
-                    for _ in &children {
-                        budget.admit(depth + 1, 0)?;
+                    // counted (with their paths) as they are queued, so the queue is bounded too
+                    for c in &children {
+                        budget.admit(depth + 1, path.len() + 1 + c.name.len())?;
                     }
                     children.reverse();
                     stack.extend(

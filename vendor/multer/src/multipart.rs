@@ -259,6 +259,10 @@ impl<'r> Multipart<'r> {
             match state.buffer.read_to(boundary_deriv.as_bytes()) {
                 Some(_) => state.stage = StreamingStage::ReadingBoundary,
                 None => {
+                    // ipfaas patch: the preamble before the first boundary is bounded too.
+                    if state.buffer.buf.len() > constants::MAX_HEADER_BYTES {
+                        return Poll::Ready(Err(Error::ReadHeaderFailed(httparse::Error::TooManyHeaders)));
+                    }
                     state.buffer.poll_stream(cx)?;
                     if state.buffer.eof {
                         return Poll::Ready(Err(Error::IncompleteStream));

@@ -30,3 +30,12 @@ async fn a_long_header_under_the_limit_still_parses() {
     assert_eq!(f.file_name(), Some(name.as_str()));
     assert_eq!(f.text().await.unwrap(), "hi");
 }
+
+#[tokio::test]
+async fn a_preamble_without_a_boundary_is_refused_at_the_limit() {
+    let body: Vec<u8> = std::iter::repeat(b'p').take(4 << 20).collect();
+    let s = futures_util::StreamExt::chain(chunks(body, 64 << 10), stream::pending());
+    let mut m = Multipart::new(s, "X");
+    let e = m.next_field().await.err().expect("refused, not buffered forever");
+    assert!(matches!(e, multer::Error::ReadHeaderFailed(_)), "{}", e);
+}

@@ -17,6 +17,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::{HeaderMap, Request, Response, StatusCode, header};
 use ipfaas_runtime::Error;
 use ipfaas_runtime::store::add::{AddOptions, AddOutcome, Adder};
+use ipfaas_runtime::unixfs::limits::MAX_SYMLINK_TARGET;
 use ipfaas_runtime::unixfs::{ImportOptions, Profile};
 use std::io::Read;
 use std::sync::Arc;
@@ -277,9 +278,6 @@ impl ToImporter<'_> {
         self.dropped < DRAIN_AFTER_LIMIT
     }
 }
-
-/// Longest symlink target an add accepts (Linux's `PATH_MAX`).
-const MAX_SYMLINK_TARGET: usize = 4096;
 
 /// `Err(None)`: the importer hung up (its error is the answer).
 async fn pump_inner(

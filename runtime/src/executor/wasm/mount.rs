@@ -102,18 +102,31 @@ async fn walk(
     at: &mut u64,
 ) -> Result<()> {
     let mut budget = TreeBudget::new(root, u64::MAX);
-    let listed = |budget: &mut TreeBudget, l: Vec<(Entry, Kind)>, depth: usize| {
-        for (_, kind) in &l {
-            let size = match kind {
-                Kind::File { size } => *size,
-                _ => 0,
-            };
-            budget.admit(depth, size)?;
+    // Entries are counted (with their paths) when listed, before each is looked up; then file
+    // sizes and symlink targets, which the layout holds too.
+    async fn listed(
+        store: &Store,
+        budget: &mut TreeBudget,
+        dir: Cid,
+        prefix: &str,
+        depth: usize,
+    ) -> Result<std::vec::IntoIter<(Entry, Kind)>> {
+        let entries = store.entries(&dir).await?;
+        for e in &entries {
+            budget.admit(depth, prefix.len() + e.name.len())?;
         }
-        Ok::<_, Error>(l.into_iter())
-    };
+        let l = store.kinds(entries).await?;
+        for (_, kind) in &l {
+            match kind {
+                Kind::File { size } => budget.content(*size)?,
+                Kind::Symlink { target } => budget.admit(depth, target.len())?,
+                Kind::Directory => {}
+            }
+        }
+        Ok(l.into_iter())
+    }
     // one frame per open directory: its path prefix and the entries still to lay out
-    let first = listed(&mut budget, store.listing(&root).await?, 1)?;
+    let first = listed(store, &mut budget, root, "", 1).await?;
     let mut frames = vec![(String::new(), first)];
     while let Some((prefix, next)) = frames.last_mut() {
         let Some((e, kind)) = next.next() else {
@@ -126,8 +139,9 @@ async fn walk(
                 let h = tar_header(&path, tar::EntryType::Directory, 0, None)?;
                 push(segs, at, h.len() as u64, Seg::Bytes(h))?;
                 let depth = frames.len() + 1;
-                let children = listed(&mut budget, store.listing(&e.cid).await?, depth)?;
-                frames.push((format!("{path}/"), children));
+                let prefix = format!("{path}/");
+                let children = listed(store, &mut budget, e.cid, &prefix, depth).await?;
+                frames.push((prefix, children));
             }
             Kind::File { size } => {
                 let h = tar_header(&path, tar::EntryType::Regular, size, None)?;
