@@ -677,3 +677,75 @@ async fn a_second_node_fetches_content_over_bitswap() {
     let r = post(&b, &format!("cat?arg={cid}&offset=3000000&length=10")).await;
     assert_eq!(&r.bytes().await.unwrap()[..], &data[3_000_000..3_000_010]);
 }
+
+/// A web page can reach a loopback API: a foreign page's state change is refused before it is
+/// read, a rebound host name is refused, an allowed origin works with CORS, and every answer
+/// carries the headers that keep served content from running script on the API's origin.
+#[tokio::test(flavor = "multi_thread")]
+async fn web_pages_cannot_change_the_node_and_rebound_names_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        &tmp.path().join("repo"),
+        &["--cors-origin", "https://app.example"],
+    );
+    let (ct, body) = multipart(&[("a.txt", "application/octet-stream", b"hello")]);
+    let send = |origin: Option<&'static str>| {
+        let mut r = client()
+            .post(s.api("add"))
+            .header("content-type", ct.clone())
+            .body(body.clone());
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        r.send()
+    };
+    // a "simple" cross-site form post, as a browser sends it
+    let r = send(Some("https://evil.example")).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("--cors-origin"),
+        "{v}"
+    );
+    let pins = || async {
+        post_json(&s, "pin/ls").await["Keys"]
+            .as_object()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(pins().await, 0, "nothing was added");
+    // the allowed origin adds, and may read the answer
+    let r = send(Some("https://app.example")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "access-control-allow-origin"),
+        "https://app.example"
+    );
+    assert_eq!(pins().await, 1, "the allowed page added");
+    let pre = client()
+        .request(reqwest::Method::OPTIONS, s.api("add"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), 204);
+    // no origin (curl, the Kubo clients) works as before
+    assert_eq!(send(None).await.unwrap().status(), 200);
+    // DNS rebinding: the right address, a foreign name
+    let r = client()
+        .get(format!("{}/healthz", s.url))
+        .header("host", "rebind.evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 421);
+    // every answer: no sniffing, a sandboxed document
+    let r = client()
+        .get(format!("{}/healthz", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&r, "x-content-type-options"), "nosniff");
+    assert_eq!(header(&r, "content-security-policy"), "sandbox");
+}

@@ -1,6 +1,7 @@
 //! The HTTP server: one listener for the Kubo RPC subset (`/api/v0/...`), the read-only path
 //! gateway (`/ipfs/...`), the functions API (`/v1/...`), `/metrics` and `/healthz`.
 
+pub mod browser;
 pub mod error;
 mod functions;
 pub mod kubo;
@@ -49,6 +50,8 @@ pub struct ServerConfig {
     pub max_body: u64,
     /// Whether reads without the token may fetch missing blocks from peers (and so store them).
     pub fetch_on_read: bool,
+    /// What requests from web pages may do.
+    pub browser: browser::BrowserPolicy,
 }
 
 pub struct App {
@@ -266,8 +269,18 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let t = Instant::now();
-    let (name, res) = route(&app, req).await;
-    let resp = res.unwrap_or_else(ApiError::into_response);
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let (name, res) = match app.cfg.browser.check(&req) {
+        Err(e) => ("refused", Err(e)),
+        Ok(Some(preflight)) => ("preflight", Ok(preflight)),
+        Ok(None) => route(&app, req).await,
+    };
+    let mut resp = res.unwrap_or_else(ApiError::into_response);
+    app.cfg.browser.decorate(origin.as_deref(), &mut resp);
     app.durations
         .with_label_values(&[name])
         .observe(t.elapsed().as_secs_f64());

@@ -143,6 +143,13 @@ pub struct ServeArgs {
     /// --fetch-on-read=false) they read only what is here
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub fetch_on_read: Option<bool>,
+    /// A web origin (https://app.example) whose pages may call this API (repeatable; CORS)
+    #[arg(long)]
+    pub cors_origin: Vec<String>,
+    /// A host name requests may use besides loopback names when listening on loopback
+    /// (repeatable; any other is refused as DNS rebinding)
+    #[arg(long)]
+    pub allow_host: Vec<String>,
     /// How long a read waits for a block that is neither local nor found on peers
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub fetch_timeout: Duration,

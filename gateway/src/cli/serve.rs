@@ -171,6 +171,11 @@ pub(super) async fn serve(repo: &Path, api_token: Option<String>, args: ServeArg
             api_token,
             max_body: args.max_body_size,
             fetch_on_read: args.fetch_on_read.or(file.fetch_on_read).unwrap_or(false),
+            browser: crate::api::browser::BrowserPolicy {
+                loopback: addr.ip().is_loopback(),
+                allowed_hosts: args.allow_host.clone(),
+                allowed_origins: args.cors_origin.clone(),
+            },
         },
     )?;
     api::run(app, listener, shutdown_signal()).await;
