@@ -49,17 +49,11 @@ impl Store {
         let mut plan = Vec::new();
         let mut stack = vec![(cid, std::path::PathBuf::new(), 1)];
         while let Some((dir, rel, depth)) = stack.pop() {
-            let entries = self.entries(&dir).await?;
             let prefix = rel.as_os_str().len() + 1;
-            for e in &entries {
-                budget.admit(depth, prefix + e.name.len())?;
-            }
-            for (e, kind) in self.kinds(entries).await? {
-                match &kind {
-                    Kind::File { size } => budget.content(*size)?,
-                    Kind::Symlink { target } => budget.admit(depth, target.len())?,
-                    Kind::Directory => {}
-                }
+            for (e, kind) in self
+                .listing_within(&dir, &mut budget, prefix, depth)
+                .await?
+            {
                 let p = rel.join(&e.name);
                 if kind == Kind::Directory {
                     stack.push((e.cid, p.clone(), depth + 1));

@@ -14,6 +14,7 @@ pub mod add;
 pub mod blockstore;
 mod cache;
 pub mod export;
+mod listing;
 pub mod metrics;
 pub mod pins;
 
@@ -473,28 +474,6 @@ impl Store {
     /// The entries of the directory `cid` (basic or HAMT).
     pub async fn entries(&self, cid: &Cid) -> Result<Vec<read::Entry>> {
         read::entries(self, cid).await
-    }
-
-    /// Directory entries with each child's kind (which tells a file's size); children are
-    /// looked up 16 at a time.
-    pub async fn listing(&self, cid: &Cid) -> Result<Vec<(read::Entry, Kind)>> {
-        let entries = self.entries(cid).await?;
-        self.kinds(entries).await
-    }
-
-    /// Each entry with its kind, looked up 16 at a time (a walk counts the entries against its
-    /// budget first, then looks them up).
-    pub async fn kinds(&self, entries: Vec<read::Entry>) -> Result<Vec<(read::Entry, Kind)>> {
-        futures::stream::iter(entries)
-            .map(|e| async move {
-                let kind = self.stat(&e.cid).await?;
-                Ok((e, kind))
-            })
-            .buffered(16)
-            .collect::<Vec<Result<_>>>()
-            .await
-            .into_iter()
-            .collect()
     }
 
     /// A whole file in memory, refusing one over `max` bytes before reading any of it.

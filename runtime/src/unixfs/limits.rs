@@ -66,7 +66,12 @@ impl TreeBudget {
                 "the tree is more than {MAX_DEPTH} levels deep, this node's limit"
             )));
         }
-        self.paths += path_len as u64;
+        self.path_bytes(path_len)
+    }
+
+    /// Adds `n` bytes of names the walk holds (a path, a symlink target) to its count.
+    pub fn path_bytes(&mut self, n: usize) -> Result<()> {
+        self.paths += n as u64;
         if self.paths > MAX_TREE_PATHS {
             return Err(self.over(format!(
                 "the tree's paths add up to more than {MAX_TREE_PATHS} bytes, this node's limit"

@@ -8,7 +8,7 @@ use super::InputReader;
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::unixfs::limits::TreeBudget;
-use crate::unixfs::read::{Entry, Kind, tar_header};
+use crate::unixfs::read::{Kind, tar_header};
 use bytes::Bytes;
 use cid::Cid;
 use futures::TryStreamExt;
@@ -102,32 +102,9 @@ async fn walk(
     at: &mut u64,
 ) -> Result<()> {
     let mut budget = TreeBudget::new(root, u64::MAX);
-    // Entries are counted (with their paths) when listed, before each is looked up; then file
-    // sizes and symlink targets, which the layout holds too.
-    async fn listed(
-        store: &Store,
-        budget: &mut TreeBudget,
-        dir: Cid,
-        prefix: &str,
-        depth: usize,
-    ) -> Result<std::vec::IntoIter<(Entry, Kind)>> {
-        let entries = store.entries(&dir).await?;
-        for e in &entries {
-            budget.admit(depth, prefix.len() + e.name.len())?;
-        }
-        let l = store.kinds(entries).await?;
-        for (_, kind) in &l {
-            match kind {
-                Kind::File { size } => budget.content(*size)?,
-                Kind::Symlink { target } => budget.admit(depth, target.len())?,
-                Kind::Directory => {}
-            }
-        }
-        Ok(l.into_iter())
-    }
     // one frame per open directory: its path prefix and the entries still to lay out
-    let first = listed(store, &mut budget, root, "", 1).await?;
-    let mut frames = vec![(String::new(), first)];
+    let first = store.listing_within(&root, &mut budget, 0, 1).await?;
+    let mut frames = vec![(String::new(), first.into_iter())];
     while let Some((prefix, next)) = frames.last_mut() {
         let Some((e, kind)) = next.next() else {
             frames.pop();
@@ -140,8 +117,10 @@ async fn walk(
                 push(segs, at, h.len() as u64, Seg::Bytes(h))?;
                 let depth = frames.len() + 1;
                 let prefix = format!("{path}/");
-                let children = listed(store, &mut budget, e.cid, &prefix, depth).await?;
-                frames.push((prefix, children));
+                let children = store
+                    .listing_within(&e.cid, &mut budget, prefix.len(), depth)
+                    .await?;
+                frames.push((prefix, children.into_iter()));
             }
             Kind::File { size } => {
                 let h = tar_header(&path, tar::EntryType::Regular, size, None)?;
