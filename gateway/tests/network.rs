@@ -620,6 +620,7 @@ async fn anonymous_reads_do_not_fetch_unless_allowed() {
     for url in [
         format!("{}/ipfs/{cid}", closed.url),
         format!("{}/v1/functions/{cid}", closed.url),
+        format!("{}/ipfs/{cid}?format=tar", closed.url),
     ] {
         let r = client().get(&url).send().await.unwrap();
         assert_eq!(r.status(), 404, "{url}");
@@ -629,18 +630,8 @@ async fn anonymous_reads_do_not_fetch_unless_allowed() {
             "{v}"
         );
     }
-    let r = client()
-        .get(format!("{}/ipfs/{cid}?format=tar", closed.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
     for cmd in ["cat", "get", "ls"] {
-        let r = client()
-            .post(format!("{}?arg={cid}", closed.api(cmd)))
-            .send()
-            .await
-            .unwrap();
+        let r = post(&closed, &format!("{cmd}?arg={cid}")).await;
         assert_eq!(r.status(), 404, "{cmd}");
     }
     assert_eq!(metric(&closed, fetched).await, 0.0, "nothing was fetched");
@@ -662,6 +653,7 @@ async fn anonymous_reads_do_not_fetch_unless_allowed() {
         .send()
         .await
         .unwrap();
+    assert_eq!(header(&r, "content-security-policy"), "sandbox");
     assert_eq!(r.status(), 200);
     assert!(r.bytes().await.unwrap() == data);
 }

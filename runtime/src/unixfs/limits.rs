@@ -101,10 +101,15 @@ impl TreeBudget {
     }
 
     fn over(&self, reason: String) -> Error {
-        Error::OverLimit {
-            cid: self.root.to_string(),
-            reason,
-        }
+        over_limit(&self.root, reason)
+    }
+}
+
+/// The error for `cid` passing one of this node's limits (a 400 naming it).
+pub fn over_limit(cid: &Cid, reason: impl Into<String>) -> Error {
+    Error::OverLimit {
+        cid: cid.to_string(),
+        reason: reason.into(),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::RAW;
 use super::dir::name_hash;
-use super::limits::{MAX_DIR_ENTRIES, MAX_NAME_LEN, MAX_SYMLINK_TARGET, TreeBudget};
+use super::limits::{MAX_DIR_ENTRIES, MAX_NAME_LEN, MAX_SYMLINK_TARGET, TreeBudget, over_limit};
 use super::pb::{DataType, Node, UnixFs};
 use crate::error::{Error, Result};
 use bytes::Bytes;
@@ -63,41 +63,20 @@ pub fn kind_of(cid: &Cid, block: &[u8]) -> Result<Kind> {
     let node = Node::decode(block).map_err(|e| malformed(cid, e))?;
     let fs = UnixFs::decode(node.data.unwrap_or(&[])).map_err(|e| malformed(cid, e))?;
     Ok(match fs.kind {
-        DataType::File | DataType::Raw => {
-            // what the node holds: its data and its children's sizes; a size field that says
-            // otherwise is a lie told before any child is fetched
-            let holds = fs
-                .blocksizes
-                .iter()
-                .try_fold(fs.data.map_or(0, |d| d.len() as u64), |a, b| {
-                    a.checked_add(*b)
-                })
-                .ok_or_else(|| malformed(cid, "block sizes overflow"))?;
-            if fs.filesize.is_some_and(|f| f != holds) {
-                return Err(malformed(
-                    cid,
-                    format!("declares {:?} bytes but holds {holds}", fs.filesize),
-                ));
-            }
-            if node.links.len() != fs.blocksizes.len() {
-                return Err(malformed(
-                    cid,
-                    "file node with links and blocksizes of different lengths",
-                ));
-            }
-            Kind::File { size: holds }
-        }
+        DataType::File | DataType::Raw => Kind::File {
+            size: file_holds(cid, &node, &fs)?,
+        },
         DataType::Directory | DataType::HamtShard => Kind::Directory,
         DataType::Symlink => {
             let target = fs.data.unwrap_or(&[]);
             if target.len() > MAX_SYMLINK_TARGET {
-                return Err(Error::OverLimit {
-                    cid: cid.to_string(),
-                    reason: format!(
+                return Err(over_limit(
+                    cid,
+                    format!(
                         "a symlink target of {} bytes; the limit is {MAX_SYMLINK_TARGET}",
                         target.len()
                     ),
-                });
+                ));
             }
             Kind::Symlink {
                 target: String::from_utf8_lossy(target).into_owned(),
@@ -107,6 +86,33 @@ pub fn kind_of(cid: &Cid, block: &[u8]) -> Result<Kind> {
             return Err(malformed(cid, "UnixFS metadata nodes are not supported"));
         }
     })
+}
+
+/// What a file node holds: its data plus its children's sizes. That must be what it declares,
+/// with one size per link: a DAG whose real size disagrees with its claims (a 10-byte file
+/// linking gigabytes, a tar header hidden in a 0-byte file's data) is refused before any child
+/// is fetched or any byte sent.
+fn file_holds(cid: &Cid, node: &Node<'_>, fs: &UnixFs<'_>) -> Result<u64> {
+    if node.links.len() != fs.blocksizes.len() {
+        return Err(malformed(
+            cid,
+            "file node with links and blocksizes of different lengths",
+        ));
+    }
+    let holds = fs
+        .blocksizes
+        .iter()
+        .try_fold(fs.data.map_or(0, |d| d.len() as u64), |a, b| {
+            a.checked_add(*b)
+        })
+        .ok_or_else(|| malformed(cid, "block sizes overflow"))?;
+    if fs.filesize.is_some_and(|f| f != holds) {
+        return Err(malformed(
+            cid,
+            format!("declares {:?} bytes but holds {holds}", fs.filesize),
+        ));
+    }
+    Ok(holds)
 }
 
 /// Fetches the block `cid` and tells what it is.
@@ -135,13 +141,13 @@ fn check_name(dir: &Cid, name: &str) -> Result<()> {
         ));
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(Error::OverLimit {
-            cid: dir.to_string(),
-            reason: format!(
+        return Err(over_limit(
+            dir,
+            format!(
                 "an entry name is {} bytes long; the limit is {MAX_NAME_LEN}",
                 name.len()
             ),
-        });
+        ));
     }
     Ok(())
 }
@@ -229,12 +235,12 @@ async fn entries_from<B: BlockSource>(
             };
             check_name(&c, &name)?;
             if out.len() == MAX_DIR_ENTRIES {
-                return Err(Error::OverLimit {
-                    cid: cid.to_string(),
-                    reason: format!(
+                return Err(over_limit(
+                    cid,
+                    format!(
                         "the directory has more than {MAX_DIR_ENTRIES} entries, this node's limit"
                     ),
-                });
+                ));
             }
             out.push(Entry {
                 name,
@@ -397,27 +403,7 @@ async fn send_range<B: BlockSource>(
             _ => return Err(malformed(&cid, "file DAG links to a non-file node")),
         }
         let data = fs.data.map(|d| block.slice_ref(d)).unwrap_or_default();
-        if node.links.len() != fs.blocksizes.len() {
-            return Err(malformed(
-                &cid,
-                "file node with links and blocksizes of different lengths",
-            ));
-        }
-        // What a node holds is its data plus its children's sizes, and that must be what it
-        // declares and what its parent says: a DAG whose real size disagrees with its claims
-        // (a 10-byte file linking gigabytes, a tar header hidden in a 0-byte file's data) is
-        // refused before any of its bytes are sent.
-        let holds = fs
-            .blocksizes
-            .iter()
-            .try_fold(data.len() as u64, |a, b| a.checked_add(*b))
-            .ok_or_else(|| malformed(&cid, "block sizes overflow"))?;
-        if fs.filesize.is_some_and(|f| f != holds) {
-            return Err(malformed(
-                &cid,
-                format!("declares {:?} bytes but holds {holds}", fs.filesize),
-            ));
-        }
+        let holds = file_holds(&cid, &node, &fs)?;
         if expected.is_some_and(|e| e != holds) {
             return Err(differs(holds));
         }

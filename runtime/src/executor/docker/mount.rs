@@ -5,6 +5,7 @@
 use super::DockerExec;
 use crate::error::{Error, Result};
 use crate::store::Store;
+use crate::unixfs::limits::over_limit;
 use crate::unixfs::read::Kind;
 use cid::Cid;
 use std::path::{Path, PathBuf};
@@ -48,10 +49,10 @@ impl DockerExec {
         // an input larger than the whole cache could never be kept: refused before writing
         let max = self.inner.cfg.export_cache;
         let written = match kind {
-            Kind::File { size } if size > max => Err(Error::OverLimit {
-                cid: key.clone(),
-                reason: format!("the input is {size} bytes, more than the export cache ({max})"),
-            }),
+            Kind::File { size } if size > max => Err(over_limit(
+                &cid,
+                format!("the input is {size} bytes, more than the export cache ({max})"),
+            )),
             Kind::File { .. } => store.write_file(cid, &tree.join(&key)).await,
             _ => store.export_tree(cid, &tree, max).await,
         };
