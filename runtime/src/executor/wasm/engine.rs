@@ -1,26 +1,25 @@
 //! Run time: one engine, components precompiled once (cached on disk by component CID and
 //! engine settings), `InstancePre` reused, a fresh store and instance per invocation.
 
-use super::{InputReader, build::GUEST_PATHS};
+use super::vclock::{self, VClockHost, VClockView, VirtualTime};
+use super::{InputReader, Stop, build::GUEST_PATHS};
 use crate::error::{Error, Result};
 use crate::executor::ExecError;
 use rand::{SeedableRng, rngs::StdRng};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
-    Trap,
+    Trap, UpdateDeadline,
 };
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{
-    DirPerms, FilePerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView,
-    WasiView,
-};
+use wasmtime_wasi::{DirPerms, FilePerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 /// Host bindings generated from `function.wit`: the `function` world and its `input` import.
 /// Generated items carry only the WIT's own docs, hence the `allow`.
@@ -33,8 +32,13 @@ mod bindings {
 }
 pub use bindings::*;
 
-/// How often the epoch ticks; wall-clock timeouts are rounded up to it.
+/// How often the epoch ticks: how late past its deadline (or its caller's hang-up) a running
+/// guest is stopped.
 const TICK: Duration = Duration::from_millis(5);
+/// The most one input read returns. The guest's reader loops over pieces this size, so only a
+/// hand-made call asking for more (up to 4 GiB) sees a short read; the host never allocates
+/// what the guest merely asks for.
+pub const MAX_READ: u32 = 1 << 24;
 /// Largest memory a function may ask for (wasm32's whole address space).
 pub const MAX_MEMORY: u64 = 4 << 30;
 /// Captured stdout+stderr per invocation.
@@ -72,6 +76,8 @@ pub struct RunRequest {
     pub params: Vec<(String, String)>,
     /// Seeds the guest's random sources; derive it from (function, input, params).
     pub seed: [u8; 32],
+    /// Cancelled when the caller has gone: the run stops within an epoch tick.
+    pub cancel: CancellationToken,
 }
 
 /// What a successful call returned.
@@ -104,6 +110,10 @@ struct Host {
     input: Box<dyn InputReader>,
     input_error: String,
     limiter: Limiter,
+    /// The instance's virtual time (see `vclock`).
+    time: VirtualTime,
+    /// When the current call (or instantiation) must stop.
+    stop: Stop,
     /// Directory listings the guest is reading, sorted, and whether it created anything (see
     /// `detfs`).
     fs: super::detfs::StoreFs,
@@ -133,12 +143,21 @@ impl WasiView for Host {
     }
 }
 
+impl VClockHost for Host {
+    fn vclock(&mut self) -> VClockView<'_> {
+        VClockView {
+            time: &self.time,
+            table: &mut self.table,
+        }
+    }
+}
+
 impl ipfaas::function::input::Host for Host {
     fn size(&mut self) -> u64 {
         self.input.size()
     }
     fn read(&mut self, offset: u64, len: u32) -> Vec<u8> {
-        match self.input.read_at(offset, len) {
+        match self.input.read_at(offset, len.min(MAX_READ)) {
             Ok(v) => v,
             Err(e) => {
                 self.input_error = e;
@@ -174,40 +193,6 @@ impl ResourceLimiter for Limiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= 1 << 20)
-    }
-}
-
-/// Clocks that start at a fixed instant and advance by one microsecond per reading, so code
-/// that waits for time to pass still terminates, yet every run reads the same values.
-#[derive(Default)]
-struct StepClock(AtomicU64);
-
-impl StepClock {
-    fn tick(&self) -> u64 {
-        self.0.fetch_add(1_000, Ordering::Relaxed)
-    }
-}
-
-/// 2023-11-14T22:13:20Z
-const WALL_EPOCH: u64 = 1_700_000_000;
-
-impl HostWallClock for StepClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_micros(1)
-    }
-    fn now(&self) -> Duration {
-        Duration::from_secs(WALL_EPOCH) + Duration::from_nanos(self.tick())
-    }
-}
-
-struct MonoClock(StepClock);
-
-impl HostMonotonicClock for MonoClock {
-    fn resolution(&self) -> u64 {
-        1_000
-    }
-    fn now(&self) -> u64 {
-        self.0.tick()
     }
 }
 
@@ -256,6 +241,8 @@ impl WasmEngine {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_err)?;
         // the guest sees fixed file times and hashes and sorted listings, as at deploy time
         super::detfs::shadow_sync(&mut linker).map_err(wasm_err)?;
+        // and virtual time: waiting takes none
+        vclock::shadow_sync(&mut linker).map_err(wasm_err)?;
         ipfaas::function::input::add_to_linker::<Host, HasSelf<Host>>(&mut linker, |h| h)
             .map_err(wasm_err)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -375,8 +362,9 @@ impl WasmEngine {
         let logs = MemoryOutputPipe::new(MAX_LOGS);
         let mut b = WasiCtxBuilder::new();
         seeded(&mut b, [0; 32]);
-        b.wall_clock(StepClock::default())
-            .monotonic_clock(MonoClock(StepClock::default()))
+        let time = VirtualTime::default();
+        b.wall_clock(time.wall())
+            .monotonic_clock(time.monotonic())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -407,12 +395,21 @@ impl WasmEngine {
                 memory: limits.memory.min(MAX_MEMORY) as usize,
                 hit: false,
             },
+            time,
+            stop: Stop::after(Duration::from_millis(limits.timeout_ms)),
         };
         let mut store = Store::new(&self.engine, host);
         store.limiter(|h| &mut h.limiter);
         store.set_fuel(limits.fuel).map_err(wasm_err)?;
-        store.set_epoch_deadline(deadline(limits));
-        store.epoch_deadline_trap();
+        // every tick, the guest stops if its deadline has passed or its caller has gone
+        store.epoch_deadline_callback(|ctx| {
+            if ctx.data().stop.is_due() {
+                Err(Trap::Interrupt.into())
+            } else {
+                Ok(UpdateDeadline::Continue(1))
+            }
+        });
+        store.set_epoch_deadline(1);
         let t0 = Instant::now();
         match loaded.pre.instantiate(&mut store) {
             Ok(func) => Ok(Instance {
@@ -438,12 +435,14 @@ impl WasmEngine {
             ..
         } = inst;
         let host = store.data_mut();
+        // the time limit counts from the call, not from when the instance was made
+        host.stop = Stop::within(Duration::from_millis(limits.timeout_ms), req.cancel);
         host.input = req.input;
+        host.input.bound_by(host.stop.clone());
         let mut b = WasiCtxBuilder::new();
         seeded(&mut b, req.seed);
         std::mem::swap(host.wasi.random(), b.build().random());
-        // the time limit counts from the call, not from when the instance was made
-        store.set_epoch_deadline(deadline(limits));
+        store.set_epoch_deadline(1);
         let t1 = Instant::now();
         let result = func.call_run(&mut store, &req.params);
         let execute = t1.elapsed();
@@ -521,11 +520,6 @@ fn seeded(b: &mut WasiCtxBuilder, seed: [u8; 32]) {
         .insecure_random_seed(u128::from_le_bytes(seed[..16].try_into().unwrap()));
 }
 
-/// The epoch deadline for a time limit, in ticks from now.
-fn deadline(limits: Limits) -> u64 {
-    limits.timeout_ms.div_ceil(TICK.as_millis() as u64).max(1)
-}
-
 /// What a trap (or a failed instantiation) means for the invocation.
 fn failure(
     e: wasmtime::Error,
@@ -539,6 +533,7 @@ fn failure(
             budget: limits.fuel,
             logs,
         },
+        Some(Trap::Interrupt) if store.data().stop.cancel.is_cancelled() => ExecError::Cancelled,
         Some(Trap::Interrupt) => ExecError::Timeout {
             limit_ms: limits.timeout_ms,
             logs,

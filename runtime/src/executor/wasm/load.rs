@@ -116,7 +116,7 @@ impl WasmExec {
                 std::fs::rename(&site, &dirs.site)?;
                 let out = staging.join("component.wasm");
                 let tb = Instant::now();
-                run_build(&dirs, &out).await?;
+                run_build(&dirs, &out, limits).await?;
                 inner.metrics.build.observe(tb.elapsed().as_secs_f64());
                 let component = std::fs::read(&out)?;
                 std::fs::remove_file(&out)?;
@@ -187,7 +187,7 @@ impl WasmExec {
 }
 
 /// The build runs on its own thread: componentize-py's future is heavy and not `Send`.
-async fn run_build(dirs: &BuildDirs, out: &Path) -> Result<()> {
+async fn run_build(dirs: &BuildDirs, out: &Path, limits: super::Limits) -> Result<()> {
     let dirs = BuildDirs {
         support: dirs.support.clone(),
         bundle: dirs.bundle.clone(),
@@ -203,7 +203,7 @@ async fn run_build(dirs: &BuildDirs, out: &Path) -> Result<()> {
                 .enable_all()
                 .build()
                 .map_err(crate::Error::from)
-                .and_then(|rt| rt.block_on(build::build(&dirs, &out)));
+                .and_then(|rt| rt.block_on(build::build(&dirs, &out, limits)));
             let _ = tx.send(r);
         })?;
     rx.await.map_err(|_| io_err("the build thread died"))?

@@ -21,6 +21,7 @@ mod job;
 pub mod load;
 pub mod mount;
 pub mod ready;
+mod vclock;
 
 pub use def::PythonDef;
 pub use engine::{Instance, Limits, Loaded, RunOutcome, RunRequest, Spent, WasmEngine};
@@ -40,6 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 /// The WIT world every component targets.
 pub const WIT: &str = include_str!("function.wit");
@@ -58,7 +60,57 @@ pub trait InputReader: Send {
     fn size(&self) -> u64;
     /// Up to `len` bytes at `offset` (fewer only at the end).
     fn read_at(&mut self, offset: u64, len: u32) -> Result<Vec<u8>, String>;
+    /// From now on, reads give up (with an error) once `stop` is due. Readers that never
+    /// wait need not care.
+    fn bound_by(&mut self, _stop: Stop) {}
 }
+
+/// When an invocation must stop: at its wall-clock deadline, or when its caller goes away.
+/// The engine checks it every epoch tick while the guest runs; host calls that may wait (input
+/// reads that fetch from peers) race it.
+#[derive(Clone, Debug)]
+pub struct Stop {
+    /// The wall-clock deadline.
+    pub deadline: std::time::Instant,
+    /// Cancelled when the caller has gone.
+    pub cancel: CancellationToken,
+}
+
+impl Stop {
+    /// A stop `limit` from now that nothing else triggers.
+    pub fn after(limit: std::time::Duration) -> Self {
+        Self::within(limit, CancellationToken::new())
+    }
+
+    /// A stop `limit` from now, or when `cancel` is cancelled.
+    pub fn within(limit: std::time::Duration, cancel: CancellationToken) -> Self {
+        let now = Instant::now();
+        Self {
+            deadline: now.checked_add(limit).unwrap_or(now + FAR),
+            cancel,
+        }
+    }
+
+    /// Whether the run must stop now.
+    pub fn is_due(&self) -> bool {
+        self.cancel.is_cancelled() || Instant::now() >= self.deadline
+    }
+
+    /// Runs `f` until it ends or this stop is due, whichever comes first.
+    pub async fn bound<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, String>>,
+    ) -> Result<T, String> {
+        tokio::select! {
+            r = f => r,
+            _ = tokio::time::sleep_until(self.deadline.into()) => Err("the time limit passed".into()),
+            _ = self.cancel.cancelled() => Err("the caller went away".into()),
+        }
+    }
+}
+
+/// A deadline no invocation reaches (about 30 years).
+const FAR: std::time::Duration = std::time::Duration::from_secs(1 << 30);
 
 /// An input held in memory (tests, small raw bodies).
 pub struct BytesInput(pub bytes::Bytes);
@@ -213,6 +265,7 @@ impl WasmExec {
             .acquire_owned()
             .await
             .map_err(|_| io_err("shutting down"))?;
+        let cancel = CancellationToken::new();
         let job = Job {
             inner: inner.clone(),
             loaded,
@@ -221,6 +274,7 @@ impl WasmExec {
                 input: Box::new(input),
                 params: params.clone().into_iter().collect(),
                 seed,
+                cancel: cancel.clone(),
             },
             publish,
             running: Active::new(&m.active),
@@ -228,30 +282,19 @@ impl WasmExec {
         };
         let limits = def.limits;
         let ready = inner.ready.take(&def.component, |i| i.limits() == limits);
-        let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
-            == tokio::runtime::RuntimeFlavor::MultiThread;
-        let answer = match ready {
-            // An instance is waiting: run it on this thread, with no hop to another one and
-            // back. `block_in_place` lets this worker's other tasks move to another thread
-            // should the function run long.
-            Some(r) if multi_thread => {
-                let run = std::panic::AssertUnwindSafe(|| job.run(Some(r)));
-                let (answer, after) = tokio::task::block_in_place(|| std::panic::catch_unwind(run))
-                    .map_err(|_| io_err("the invocation's thread panicked"))?;
-                after.queue();
-                answer
-            }
-            ready => {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                tokio::task::spawn_blocking(move || {
-                    let (answer, after) = job.run(ready);
-                    let _ = tx.send(answer);
-                    after.queue();
-                });
-                rx.await
-                    .map_err(|_| io_err("the invocation's thread ended without an answer"))?
-            }
-        };
+        // The run happens on a blocking thread while this future waits for it, so that a
+        // caller who hangs up (hyper then drops this future) stops the guest within an epoch
+        // tick and frees its slot, instead of running it to its time limit for nobody.
+        let _stop_if_dropped = cancel.drop_guard();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            let (answer, after) = job.run(ready);
+            let _ = tx.send(answer);
+            after.queue();
+        });
+        let answer = rx
+            .await
+            .map_err(|_| io_err("the invocation's thread ended without an answer"))?;
         let Answered {
             out,
             published,

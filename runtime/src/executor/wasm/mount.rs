@@ -4,7 +4,7 @@
 //! the directory nodes alone, so any offset is served without reading what comes before it and
 //! nothing is materialised on disk.
 
-use super::InputReader;
+use super::{InputReader, Stop};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::unixfs::limits::TreeBudget;
@@ -42,6 +42,9 @@ pub struct StoreInput {
     last_end: Option<u64>,
     /// The next read, already under way.
     ahead: Option<Ahead>,
+    /// When reads give up: a block only a slow or silent peer has must not outlast the
+    /// invocation.
+    stop: Option<Stop>,
 }
 
 impl Drop for StoreInput {
@@ -77,6 +80,7 @@ impl StoreInput {
             size: at,
             last_end: None,
             ahead: None,
+            stop: None,
         })
     }
 }
@@ -142,24 +146,34 @@ impl InputReader for StoreInput {
         self.size
     }
 
+    fn bound_by(&mut self, stop: Stop) {
+        self.stop = Some(stop);
+    }
+
     fn read_at(&mut self, offset: u64, len: u32) -> std::result::Result<Vec<u8>, String> {
         let sequential = self.last_end == Some(offset);
+        let stop = self.stop.as_ref();
         let data = match self.ahead.take() {
-            Some((o, l, task)) if o == offset && l == len => self
-                .rt
-                .block_on(task)
-                .map_err(|e| format!("read-ahead: {e}"))??,
+            Some((o, l, task)) if o == offset && l == len => {
+                let abort = task.abort_handle();
+                let r = block_on(&self.rt, stop, async move {
+                    task.await.map_err(|e| format!("read-ahead: {e}"))?
+                });
+                abort.abort();
+                r?
+            }
             other => {
                 if let Some((_, _, task)) = other {
                     task.abort();
                 }
-                self.rt.block_on(read_range(
+                let read = read_range(
                     self.store.clone(),
                     self.segs.clone(),
                     self.size,
                     offset,
                     len,
-                ))?
+                );
+                block_on(&self.rt, stop, read)?
             }
         };
         let end = offset + data.len() as u64;
@@ -175,6 +189,18 @@ impl InputReader for StoreInput {
             self.ahead = Some((end, len, task));
         }
         Ok(data)
+    }
+}
+
+/// Runs `f` on `rt` until it ends or `stop` is due.
+fn block_on<T>(
+    rt: &Handle,
+    stop: Option<&Stop>,
+    f: impl std::future::Future<Output = std::result::Result<T, String>>,
+) -> std::result::Result<T, String> {
+    match stop {
+        Some(s) => rt.block_on(s.bound(f)),
+        None => rt.block_on(f),
     }
 }
 

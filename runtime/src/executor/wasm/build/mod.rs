@@ -13,13 +13,13 @@
 pub mod stdlib;
 pub mod wheels;
 
+use super::vclock::VirtualTime;
 use super::{GUEST_MODULE, GUEST_PY, WIT, WORLD};
 use crate::error::{Error, Result};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use wasmtime::component::{HasData, Linker, Resource};
 use wasmtime_wasi::clocks::{WasiClocksCtxView, WasiClocksView};
 use wasmtime_wasi::p2::DynPollable;
@@ -47,9 +47,25 @@ pub fn write_support(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Builds the component into `out`. A problem in the user's code comes back as
+/// The shortest wall-clock limit of a pre-initialisation, whatever the function's own limit:
+/// starting CPython and importing a bundle takes seconds on a slow machine.
+pub const MIN_INIT_TIME: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The smallest fuel budget of a pre-initialisation, whatever the function's own budget (which
+/// is for one call of `main`): starting CPython and importing a bundle takes hundreds of
+/// millions of units.
+pub const MIN_INIT_FUEL: u64 = 10_000_000_000;
+
+/// Builds the component into `out`. The pre-initialisation runs the function's module-level
+/// code under the function's memory limit, its fuel budget (at least [`MIN_INIT_FUEL`]) and a
+/// wall-clock limit of its timeout (at least [`MIN_INIT_TIME`]). A problem in the user's code, or a limit it hit, comes back as
 /// [`Error::InvalidInput`] naming the culprit.
-pub async fn build(dirs: &BuildDirs, out: &Path) -> Result<()> {
+pub async fn build(dirs: &BuildDirs, out: &Path, limits: super::Limits) -> Result<()> {
+    let init = componentize_py::InitLimits {
+        fuel: limits.fuel.max(MIN_INIT_FUEL),
+        memory: usize::try_from(limits.memory).unwrap_or(usize::MAX),
+        timeout: std::time::Duration::from_millis(limits.timeout_ms).max(MIN_INIT_TIME),
+    };
     let wit = dirs.support.join("wit");
     let paths: Vec<String> = [&dirs.support, &dirs.bundle, &dirs.site]
         .iter()
@@ -82,12 +98,30 @@ pub async fn build(dirs: &BuildDirs, out: &Path) -> Result<()> {
         export_interface_names: &empty,
         full_names: false,
         intersect_world: None,
+        init_limits: Some(init),
     };
-    generator.generate().await.map_err(classify)
+    generator.generate().await.map_err(|e| classify(e, &init))
 }
 
-/// Tells the user's mistakes (reported by the wrapper with a marker line) from ours.
-fn classify(e: anyhow::Error) -> Error {
+/// Tells the user's mistakes (reported by the wrapper with a marker line, or a limit their
+/// module-level code hit) from ours.
+fn classify(e: anyhow::Error, limits: &componentize_py::InitLimits) -> Error {
+    let trap = e.chain().find_map(|c| c.downcast_ref::<wasmtime::Trap>());
+    match trap {
+        Some(wasmtime::Trap::OutOfFuel) => {
+            return Error::InvalidInput(format!(
+                "function.py: importing it used the whole fuel budget of {} units (module-level code runs at deploy time, under the function's limits)",
+                limits.fuel
+            ));
+        }
+        Some(wasmtime::Trap::Interrupt) => {
+            return Error::InvalidInput(format!(
+                "function.py: importing it ran past the {} s deploy-time limit (module-level code runs at deploy time)",
+                limits.timeout.as_secs()
+            ));
+        }
+        _ => {}
+    }
     let text = format!("{e:#}");
     if let Some(at) = text.find("IPFAAS-BUILD-ERROR: ") {
         let msg = text[at + "IPFAAS-BUILD-ERROR: ".len()..].trim_end();
@@ -100,34 +134,35 @@ fn classify(e: anyhow::Error) -> Error {
     )))
 }
 
-/// A monotonic clock that advances one microsecond per reading; sleeps are the host's.
+/// The pre-initialisation's monotonic clock: virtual time (see `vclock`), so module-level
+/// code that sleeps neither holds the build nor changes the snapshot.
 struct DetClockView<'a>(WasiClocksCtxView<'a>);
 struct DetClock;
 impl HasData for DetClock {
     type Data<'a> = DetClockView<'a>;
 }
 
-static MONO: AtomicU64 = AtomicU64::new(0);
+/// One clock for every build: builds run one at a time, and each starts it at 0.
+static MONO: LazyLock<VirtualTime> = LazyLock::new(VirtualTime::default);
 
 impl monotonic_clock::Host for DetClockView<'_> {
     fn now(&mut self) -> wasmtime::Result<u64> {
-        Ok(MONO.fetch_add(1_000, Ordering::Relaxed))
+        Ok(MONO.now())
     }
     fn resolution(&mut self) -> wasmtime::Result<u64> {
         Ok(1_000)
     }
     fn subscribe_instant(&mut self, when: u64) -> wasmtime::Result<Resource<DynPollable>> {
-        let now = MONO.load(Ordering::Relaxed);
-        self.0.subscribe_duration(when.saturating_sub(now))
+        MONO.subscribe_instant(self.0.table, when)
     }
     fn subscribe_duration(&mut self, d: u64) -> wasmtime::Result<Resource<DynPollable>> {
-        self.0.subscribe_duration(d)
+        MONO.subscribe_duration(self.0.table, d)
     }
 }
 
 /// WASI for the pre-initialisation, with clocks and random sources that never change.
 fn deterministic_wasi(linker: &mut Linker<componentize_py::Ctx>) -> anyhow::Result<()> {
-    MONO.store(0, Ordering::Relaxed);
+    MONO.reset();
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     linker.allow_shadowing(true);
     const V: &str = "0.2.12";

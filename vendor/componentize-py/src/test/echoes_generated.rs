@@ -1,0 +1,2 @@
+#![allow(warnings)]
+include!(concat!(env!("OUT_DIR"), "/echoes_generated.rs"));
