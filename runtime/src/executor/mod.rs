@@ -142,6 +142,13 @@ pub enum ExecError {
         /// The limit.
         limit: u64,
     },
+    /// What the function left in `/outputs` is over the node's quota (or holds something
+    /// other than files, directories and symlinks); nothing of it was read.
+    #[error("/outputs: {reason}")]
+    OutputsRefused {
+        /// Which quota, or which entry.
+        reason: String,
+    },
     /// WASM: the guest trapped.
     #[error("the function trapped: {message}")]
     Trap {
@@ -153,6 +160,9 @@ pub enum ExecError {
     /// Docker: too many invocations already wait for a container.
     #[error("too many invocations waiting for a container; retry later")]
     Busy,
+    /// The caller hung up, so the run was stopped before it finished.
+    #[error("the caller went away; the invocation was stopped")]
+    Cancelled,
     /// The host failed (storage, the Docker Engine, a malformed input).
     #[error(transparent)]
     Host(#[from] Error),
@@ -167,9 +177,13 @@ impl ExecError {
             | ExecError::Exit { .. }
             | ExecError::OutOfFuel { .. }
             | ExecError::Trap { .. } => 422,
-            ExecError::OutOfMemory { .. } | ExecError::OutputTooLarge { .. } => 413,
+            ExecError::OutOfMemory { .. }
+            | ExecError::OutputTooLarge { .. }
+            | ExecError::OutputsRefused { .. } => 413,
             ExecError::Timeout { .. } => 504,
             ExecError::Busy => 429,
+            // nginx's "client closed request": nobody reads it, the logs and metrics do
+            ExecError::Cancelled => 499,
             ExecError::Host(e) => e.http_status(),
         }
     }
@@ -183,8 +197,10 @@ impl ExecError {
             ExecError::Timeout { .. } => "timeout",
             ExecError::OutOfMemory { .. } => "out_of_memory",
             ExecError::OutputTooLarge { .. } => "output_too_large",
+            ExecError::OutputsRefused { .. } => "outputs_refused",
             ExecError::Trap { .. } => "trap",
             ExecError::Busy => "busy",
+            ExecError::Cancelled => "cancelled",
             ExecError::Host(_) => "error",
         }
     }

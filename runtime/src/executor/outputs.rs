@@ -3,13 +3,68 @@
 //! invocation allocates and frees an inode each time (on a journal-less ext4, each allocation
 //! scans the inodes freed in the last minutes), so empty ones are kept for the next invocations.
 
+use super::ExecError;
 use crate::error::Result;
+use crate::unixfs::limits::MAX_DEPTH;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tempfile::TempDir;
 
 /// Empty `/outputs` directories kept for reuse, at most.
 const SPARE: usize = 64;
+/// The most one invocation's `/outputs` may hold, counting files at their apparent size (a
+/// sparse file counts as large as it claims to be).
+pub const MAX_OUTPUTS_BYTES: u64 = 4 << 30;
+/// The most entries (files, directories, symlinks) one invocation's `/outputs` may hold.
+pub const MAX_OUTPUTS_ENTRIES: u64 = 65_536;
+
+/// Checks what a function left in `dir` against the quotas before any of it is read: at most
+/// [`MAX_OUTPUTS_ENTRIES`] entries, [`MAX_OUTPUTS_BYTES`] of apparent file size and
+/// [`MAX_DEPTH`] levels, and only regular files, directories and symlinks (a FIFO would block
+/// the reader, a device would read the host's). Looks at metadata only; iterative.
+pub fn check_quota(dir: &Path) -> std::result::Result<(), ExecError> {
+    let refuse = |reason: String| Err(ExecError::OutputsRefused { reason });
+    let (mut entries, mut bytes) = (0u64, 0u64);
+    let mut stack = vec![(dir.to_path_buf(), 0usize)];
+    while let Some((d, depth)) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(crate::error::Error::from)? {
+            let e = e.map_err(crate::error::Error::from)?;
+            entries += 1;
+            if entries > MAX_OUTPUTS_ENTRIES {
+                return refuse(format!("more than {MAX_OUTPUTS_ENTRIES} entries"));
+            }
+            let rel = || {
+                e.path()
+                    .strip_prefix(dir)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            };
+            let meta = e.metadata().map_err(crate::error::Error::from)?;
+            let t = meta.file_type();
+            if t.is_dir() {
+                if depth + 1 >= MAX_DEPTH {
+                    return refuse(format!("{} is deeper than {MAX_DEPTH} levels", rel()));
+                }
+                stack.push((e.path(), depth + 1));
+            } else if t.is_file() {
+                bytes = bytes.saturating_add(meta.len());
+                if bytes > MAX_OUTPUTS_BYTES {
+                    return refuse(format!(
+                        "more than {MAX_OUTPUTS_BYTES} bytes (at {}, {} bytes)",
+                        rel(),
+                        meta.len()
+                    ));
+                }
+            } else if !t.is_symlink() {
+                return refuse(format!(
+                    "{} is not a regular file, directory or symlink",
+                    rel()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Where `/outputs` directories come from.
 pub struct Outputs {
@@ -53,12 +108,22 @@ impl Outputs {
         }
     }
 
-    /// A fresh directory that any user may write (a container may run as any uid). Never
-    /// reused.
-    pub fn for_any_user(&self) -> Result<TempDir> {
+    /// A fresh directory (mode 0700) owned by `uid:gid`, the user a container runs as. Never
+    /// reused. Giving it to another user needs the node to run as root.
+    pub fn for_user(&self, uid: u32, gid: u32) -> Result<TempDir> {
         use std::os::unix::fs::PermissionsExt;
         let t = tempfile::tempdir_in(&self.tmp)?;
-        std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o777))?;
+        std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o700))?;
+        // SAFETY: geteuid and getegid cannot fail and touch no memory.
+        let me = unsafe { (libc::geteuid(), libc::getegid()) };
+        if me != (uid, gid) {
+            std::os::unix::fs::chown(t.path(), Some(uid), Some(gid)).map_err(|e| {
+                crate::error::Error::InvalidInput(format!(
+                    "cannot give /outputs to user {uid}:{gid} ({e}): a function's `user` must be the node's own user ({}:{}) unless the node runs as root",
+                    me.0, me.1
+                ))
+            })?;
+        }
         Ok(t)
     }
 }

@@ -259,9 +259,19 @@ impl<'a> Adder<'a> {
                     progress,
                 )?;
             }
-        } else {
-            let mut f = std::fs::File::open(fs_path)?;
+        } else if meta.is_file() {
+            use std::os::unix::fs::OpenOptionsExt;
+            // not followed if it became a symlink since, not blocked on if it became a FIFO
+            let mut f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(fs_path)?;
+            if !f.metadata()?.is_file() {
+                return Err(not_a_file(fs_path));
+            }
             self.file(name, &mut f, |n| progress(name, n))?;
+        } else {
+            return Err(not_a_file(fs_path));
         }
         Ok(())
     }
@@ -342,6 +352,14 @@ fn split(path: &str) -> (&str, &str) {
         Some(i) => (&path[..i], &path[i + 1..]),
         None => ("", path),
     }
+}
+
+/// The error for a special file (FIFO, socket, device) met while adding a local tree.
+fn not_a_file(p: &Path) -> Error {
+    Error::InvalidInput(format!(
+        "{} is not a regular file, directory or symlink",
+        p.display()
+    ))
 }
 
 #[cfg(test)]

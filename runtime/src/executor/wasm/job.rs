@@ -87,23 +87,27 @@ impl Job {
         let (out, spent) = inner.engine.call(instance, run_req);
         drop(running);
         let mut empty = false;
-        let answer = out.map(|out| {
+        let answer = out.and_then(|out| {
+            // nothing was created in `/outputs`: no need to list it
+            let written = out.created.then(|| outputs.path());
+            if let Some(dir) = written {
+                crate::executor::outputs::check_quota(dir)?;
+            }
             let t = Instant::now();
             let published = publish(Produced {
                 body: &out.body,
                 logs: &out.logs,
                 content_type: &out.content_type,
-                // nothing was created in `/outputs`: no need to list it
-                outputs: out.created.then(|| outputs.path()),
+                outputs: written,
             });
             // no outputs CID: the function left the directory empty
             empty = matches!(&published, Ok(p) if p.outputs.is_none());
-            Answered {
+            Ok(Answered {
                 out,
                 published,
                 publish: t.elapsed(),
                 waited,
-            }
+            })
         });
         let after = After {
             inner,
