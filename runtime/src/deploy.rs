@@ -104,6 +104,8 @@ impl Functions {
             env: spec.env,
             workdir: spec.workdir,
             limits: spec.limits,
+            user: spec.user,
+            secrets: spec.secrets,
         };
         // what any node checks when it reads a definition, checked before one is written
         def.check()

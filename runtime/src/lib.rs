@@ -9,7 +9,8 @@
 //! - [`executor`] — what runs a function, each with its own *mounting mechanism*:
 //!   [`executor::wasm`] (Python in WebAssembly; the input is a stream into the guest) and
 //!   [`executor::docker`] (any image; the input is a read-only mount).
-//! - [`registry`] — names, definitions, bundles and manifests.
+//! - [`registry`] — names, definitions, bundles and manifests; [`secrets`] — values Docker
+//!   functions get at run time that are not content-addressed.
 //! - [`deploy`] and [`invoke`] — the [`Functions`] facade: deploy, invoke, cache, publish,
 //!   forward to peers, verify.
 //! - [`net`] — the network of nodes: bootstrap peers, DHT lookups.
@@ -25,6 +26,7 @@ pub(crate) mod metrics;
 pub mod net;
 pub mod path;
 pub mod registry;
+pub mod secrets;
 pub mod store;
 pub mod units;
 pub mod unixfs;

@@ -28,6 +28,7 @@ use crate::executor::{Published, RunOutput, Timings};
 use crate::metrics::error as metrics_error;
 use crate::net::{NetMetrics, Network, PeerId};
 use crate::registry::{Def, Listed, Registry};
+use crate::secrets::Secrets;
 use crate::store::Store;
 use bytes::Bytes;
 use cache::{ResultCache, invocation_key};
@@ -174,6 +175,7 @@ pub(crate) struct Inner {
     publisher: Arc<Publisher>,
     cache: ResultCache,
     metrics: FnMetrics,
+    secrets: Secrets,
 }
 
 impl Functions {
@@ -186,6 +188,7 @@ impl Functions {
         let dir = store.repo().join("functions");
         let outputs = Arc::new(Outputs::open(&dir.join("tmp"))?);
         let metrics = FnMetrics::new(registry).map_err(metrics_error)?;
+        let secrets = Secrets::open(store.repo())?;
         let wasm = WasmExec::open(
             &dir,
             outputs.clone(),
@@ -204,6 +207,7 @@ impl Functions {
                 outputs,
                 network: OnceLock::new(),
                 metrics,
+                secrets,
             }),
         })
     }
@@ -216,6 +220,11 @@ impl Functions {
     /// The backing store.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The node's secret store (values Docker functions get at run time).
+    pub fn secrets(&self) -> &Secrets {
+        &self.inner.secrets
     }
 
     /// Connects the Docker executor (once); without it Docker functions answer 503.
@@ -367,8 +376,9 @@ impl Functions {
                     .await?
             }
             Def::Docker(d) => {
+                let secrets = inner.secrets.environment(&d.secrets)?;
                 self.docker()?
-                    .run(store, d, req.input, &req.params, publish)
+                    .run(store, d, req.input, &req.params, secrets, publish)
                     .await?
             }
         };

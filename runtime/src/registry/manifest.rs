@@ -11,7 +11,8 @@
 //! max_output = "64MiB"
 //! ```
 //! A Docker function has `kind = "docker"`, `image`, and optionally `entrypoint`, `cmd`, `env`,
-//! `workdir` and a `[limits]` table (`memory`, `cpus`, `pids`, `timeout`, `max_output`).
+//! `workdir`, `user` (`uid[:gid]`), `secrets` (names of node secrets) and a `[limits]` table
+//! (`memory`, `cpus`, `pids`, `timeout`, `max_output`).
 
 use crate::error::{Error, Result};
 use crate::executor::docker::DockerLimits;
@@ -54,6 +55,10 @@ pub struct DockerSpec {
     pub workdir: Option<String>,
     /// Resource limits.
     pub limits: DockerLimits,
+    /// `uid[:gid]` to run as instead of the unprivileged default.
+    pub user: Option<String>,
+    /// Names of node secrets set as environment variables at run time.
+    pub secrets: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +89,9 @@ struct RawDocker {
     workdir: Option<String>,
     #[serde(default)]
     limits: BTreeMap<String, Value>,
+    user: Option<Value>,
+    #[serde(default)]
+    secrets: Vec<String>,
 }
 
 impl Manifest {
@@ -177,6 +185,19 @@ fn docker(v: Value, bad: &dyn Fn(String) -> Error) -> Result<DockerSpec> {
             }
         }
     }
+    // `user = 1000` in TOML is a number; `"1000:1000"` a string
+    let user = match raw.user {
+        None => None,
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::String(s)) => Some(s),
+        Some(v) => return Err(bad(format!("user: `uid` or `uid:gid`, got {v}"))),
+    };
+    if let Some(u) = &user {
+        crate::executor::docker::def::parse_user(u).map_err(bad)?;
+    }
+    let mut secrets = raw.secrets;
+    secrets.sort();
+    secrets.dedup();
     Ok(DockerSpec {
         image: raw.image,
         entrypoint: raw.entrypoint,
@@ -184,6 +205,8 @@ fn docker(v: Value, bad: &dyn Fn(String) -> Error) -> Result<DockerSpec> {
         env: raw.env,
         workdir: raw.workdir,
         limits,
+        user,
+        secrets,
     })
 }
 

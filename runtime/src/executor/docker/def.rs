@@ -54,6 +54,46 @@ pub struct DockerDef {
     pub workdir: Option<String>,
     /// Resource limits.
     pub limits: DockerLimits,
+    /// The user it runs as, `uid[:gid]`; unset: an unprivileged user (see [`DockerDef::user`]).
+    /// Absent from the JSON when unset, so definitions without it keep their CIDs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Names of secrets from the node's secret store, set as environment variables of the same
+    /// names at run time. Only the names are part of the definition (and its CID).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+}
+
+/// The user a container runs as when its definition names none: the node's own user, or
+/// `nobody` (65534) when the node runs as root.
+pub fn default_user() -> (u32, u32) {
+    // SAFETY: geteuid and getegid cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if uid == 0 { (65534, 65534) } else { (uid, gid) }
+}
+
+/// Parses `uid[:gid]` (numbers only: a name would be looked up in the image, which the node
+/// cannot check); the group defaults to the uid.
+pub fn parse_user(s: &str) -> std::result::Result<(u32, u32), String> {
+    let num = |p: &str| {
+        p.parse::<u32>()
+            .map_err(|_| format!("`user` is `uid` or `uid:gid` in numbers, not {s:?}"))
+    };
+    match s.split_once(':') {
+        Some((u, g)) => Ok((num(u)?, num(g)?)),
+        None => num(s).map(|u| (u, u)),
+    }
+}
+
+/// Whether `name` may name a secret: an environment variable name (`[A-Za-z_][A-Za-z0-9_]*`,
+/// at most 128 bytes), and not one the node sets itself (`IPFAAS_*`).
+pub fn valid_secret_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        && !name.starts_with("IPFAAS_")
 }
 
 impl DockerDef {
@@ -77,6 +117,25 @@ impl DockerDef {
         if !bounded {
             return Err(format!("every limit must be positive: {l:?}"));
         }
+        if let Some(u) = &self.user {
+            parse_user(u)?;
+        }
+        if let Some(bad) = self.secrets.iter().find(|n| !valid_secret_name(n)) {
+            return Err(format!(
+                "secret name {bad:?} is not an environment variable name (or starts with IPFAAS_)"
+            ));
+        }
+        if let Some(k) = self.env.keys().find(|k| self.secrets.contains(k)) {
+            return Err(format!("{k:?} is both in `env` and in `secrets`"));
+        }
         Ok(())
+    }
+
+    /// The `(uid, gid)` the container runs as.
+    pub fn user(&self) -> (u32, u32) {
+        self.user
+            .as_deref()
+            .and_then(|u| parse_user(u).ok())
+            .unwrap_or_else(default_user)
     }
 }

@@ -6,8 +6,9 @@
 //!   into a host cache directory (once per CID, evicted by size) and bind-mounted read-only at
 //!   `/inputs`; a fresh directory is mounted writable at `/outputs`.
 //! - [`run`] — one invocation. Containers run isolated (no network, read-only root, no
-//!   capabilities, no-new-privileges, memory/CPU/pids limits, a timeout), are labelled with the
-//!   repo they belong to, and are always removed.
+//!   capabilities, no-new-privileges, an unprivileged user, memory/CPU/pids limits, a
+//!   timeout), are labelled with the repo they belong to, and are always removed, also when
+//!   the caller hangs up.
 
 pub mod def;
 pub mod engine;
@@ -121,7 +122,7 @@ struct Inner {
     exports: PathBuf,
     outputs: Arc<Outputs>,
     cfg: DockerConfig,
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
     waiting: AtomicUsize,
     export_lock: tokio::sync::Mutex<()>,
     metrics: Metrics,
@@ -151,7 +152,7 @@ impl DockerExec {
                 label,
                 exports,
                 outputs,
-                slots: Semaphore::new(cfg.containers),
+                slots: Arc::new(Semaphore::new(cfg.containers)),
                 cfg,
                 waiting: AtomicUsize::new(0),
                 export_lock: tokio::sync::Mutex::new(()),

@@ -1,9 +1,14 @@
-//! One invocation in a fresh container: create (isolated, limited, labelled), attach, start,
-//! wait with a timeout, collect the output, publish, remove.
+//! One invocation in a fresh container: create (isolated, limited, labelled, unprivileged),
+//! attach, start, wait with a timeout, collect the output, publish, remove.
+//!
+//! The container and its slot are tied to the invocation by [`Container`]: however the
+//! invocation ends (an answer, an error, or its caller hanging up, which drops this future
+//! mid-await), the container is killed and removed, and only then is its slot given back.
 
 use super::engine::{LABEL, engine_err};
 use super::{DockerDef, DockerExec, DockerLimits};
 use crate::error::{Result, io_err};
+use crate::executor::outputs::check_quota;
 use crate::executor::{ExecError, Produced, Publish, RunOutput, Timings};
 use crate::store::Store;
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -16,7 +21,7 @@ use cid::Cid;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// What a container run produced, before publishing.
@@ -42,12 +47,14 @@ impl DockerExec {
         def: &DockerDef,
         input: Cid,
         params: &BTreeMap<String, String>,
+        secrets: Vec<String>,
         publish: Publish,
     ) -> Result<RunOutput, ExecError> {
-        let outputs = self.inner.outputs.for_any_user()?;
+        let (uid, gid) = def.user();
+        let outputs = self.inner.outputs.for_user(uid, gid)?;
         let t = Instant::now();
         let out = self
-            .run_container(store, def, input, params, outputs.path())
+            .run_container(store, def, input, params, secrets, outputs.path())
             .await?;
         let total = t.elapsed();
         let t = Instant::now();
@@ -55,12 +62,13 @@ impl DockerExec {
         let published = {
             let (body, logs) = (body.clone(), logs.clone());
             tokio::task::spawn_blocking(move || {
-                publish(Produced {
+                check_quota(outputs.path())?;
+                Ok::<_, ExecError>(publish(Produced {
                     body: &body,
                     logs: &logs,
                     content_type: "application/octet-stream",
                     outputs: Some(outputs.path()),
-                })
+                })?)
             })
             .await
             .map_err(io_err)??
@@ -88,24 +96,31 @@ impl DockerExec {
         def: &DockerDef,
         input: Cid,
         params: &BTreeMap<String, String>,
+        secrets: Vec<String>,
         outputs: &Path,
     ) -> Result<DockerOutcome, ExecError> {
         let inner = &self.inner;
-        let _permit = match inner.slots.try_acquire() {
+        let permit = match inner.slots.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
                 if inner.waiting.fetch_add(1, Ordering::SeqCst) >= inner.cfg.queue {
                     inner.waiting.fetch_sub(1, Ordering::SeqCst);
                     return Err(ExecError::Busy);
                 }
-                let p = inner.slots.acquire().await;
-                inner.waiting.fetch_sub(1, Ordering::SeqCst);
-                p.map_err(|_| io_err("shutting down"))?
+                // counted as waiting until acquired, or until the caller hangs up
+                let _waiting = Waiting(&inner.waiting);
+                inner
+                    .slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| io_err("shutting down"))?
             }
         };
         let (export, inside) = self.export(store, input).await?;
 
         let mut env: Vec<String> = def.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        env.extend(secrets);
         env.push(format!("IPFAAS_INPUT={inside}"));
         env.push(format!("IPFAAS_INPUT_CID={input}"));
         for (k, v) in params {
@@ -144,8 +159,10 @@ impl DockerExec {
             }),
             ..Default::default()
         };
+        let (uid, gid) = def.user();
         let body = ContainerCreateBody {
             image: Some(def.image_id.clone()),
+            user: Some(format!("{uid}:{gid}")),
             entrypoint: def.entrypoint.clone(),
             cmd: def.cmd.clone(),
             env: Some(env),
@@ -161,17 +178,10 @@ impl DockerExec {
             .create_container(Some(CreateContainerOptionsBuilder::default().build()), body)
             .await
             .map_err(engine_err)?;
-        let id = created.id;
-        inner.metrics.active.inc();
-        let r = self.run_created(&id, l, t0).await;
-        inner.metrics.active.dec();
+        let container = Container::new(d.clone(), created.id, permit, &inner.metrics.active);
+        let r = self.run_created(&container.id, l, t0).await;
         let t = Instant::now();
-        let _ = d
-            .remove_container(
-                &id,
-                Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-            )
-            .await;
+        container.remove().await;
         let teardown_extra = t.elapsed();
         let mut out = r?;
         out.teardown += teardown_extra;
@@ -288,6 +298,78 @@ impl DockerExec {
             run,
             teardown: t2.elapsed(),
         })
+    }
+}
+
+/// Counts an invocation as waiting for a container while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A created container and the slot it holds. [`Container::remove`] removes it; dropped
+/// without that (the invocation's future was dropped because its caller went away), it is
+/// killed and removed by a task of its own, which frees the slot once the container is gone.
+struct Container {
+    docker: bollard::Docker,
+    id: String,
+    /// The slot; `None` once removed.
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    active: prometheus::IntGauge,
+}
+
+impl Container {
+    fn new(
+        docker: bollard::Docker,
+        id: String,
+        slot: tokio::sync::OwnedSemaphorePermit,
+        active: &prometheus::IntGauge,
+    ) -> Self {
+        active.inc();
+        Self {
+            docker,
+            id,
+            slot: Some(slot),
+            active: active.clone(),
+        }
+    }
+
+    async fn remove(mut self) {
+        let slot = self.slot.take();
+        remove(&self.docker, &self.id).await;
+        self.active.dec();
+        drop(slot);
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let Some(slot) = self.slot.take() else {
+            return;
+        };
+        let (docker, id, active) = (self.docker.clone(), self.id.clone(), self.active.clone());
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    remove(&docker, &id).await;
+                    active.dec();
+                    drop(slot);
+                });
+            }
+            // no runtime left (shutting down): the next start reaps it by its label
+            Err(_) => active.dec(),
+        }
+    }
+}
+
+/// Kills and removes container `id`.
+async fn remove(docker: &bollard::Docker, id: &str) {
+    let opts = RemoveContainerOptionsBuilder::default().force(true).build();
+    if let Err(e) = docker.remove_container(id, Some(opts)).await {
+        tracing::warn!("removing container {id}: {e}");
     }
 }
 
