@@ -44,6 +44,10 @@ impl ApiError {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/json"),
         );
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -11,6 +11,7 @@ use ipfaas_runtime::error::parse_cid;
 use ipfaas_runtime::invoke::headers;
 use ipfaas_runtime::invoke::{Invocation, InvokeError, InvokeRequest};
 use ipfaas_runtime::registry::Bundle;
+use ipfaas_runtime::registry::bundle::MAX_BUNDLE;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -48,6 +49,12 @@ pub async fn route(
         (Method::POST, ["functions"]) => ("deploy", deploy(app, req).await),
         (Method::GET, ["functions"]) => ("functions", list(app).await),
         (Method::GET, ["functions", f]) => ("function", show(app, &req, f).await),
+        (Method::GET, ["secrets"]) => ("secrets", super::secrets::list(app, &req)),
+        (Method::PUT, ["secrets", n]) => {
+            let n = n.to_string();
+            ("secret", super::secrets::set(app, req, &n).await)
+        }
+        (Method::DELETE, ["secrets", n]) => ("secret", super::secrets::remove(app, &req, n)),
         (Method::POST, ["functions", f, "invoke"]) => {
             let f = f.to_string();
             ("invoke", invoke(app, req, &f).await)
@@ -62,14 +69,78 @@ pub async fn route(
     }
 }
 
-async fn read_body(app: &App, body: Incoming) -> ApiResult<Bytes> {
-    let limit = app.cfg.max_body;
+/// The most a JSON request body (a manifest, an invocation or verification spec) may hold.
+const MAX_JSON_BODY: u64 = 1 << 20;
+
+/// A small body (JSON), read whole, at most [`MAX_JSON_BODY`] bytes.
+async fn read_json_body(body: Incoming) -> ApiResult<Bytes> {
+    read_limited(body, MAX_JSON_BODY).await
+}
+
+/// A bundle body, read whole: at most the bundle limit.
+async fn read_bundle_body(body: Incoming) -> ApiResult<Bytes> {
+    read_limited(body, MAX_BUNDLE).await
+}
+
+async fn read_limited(body: Incoming, limit: u64) -> ApiResult<Bytes> {
     let limited = http_body_util::Limited::new(body, limit as usize);
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(limit)),
         Err(e) => Err(ApiError::bad_request(format!("reading the body: {e}"))),
     }
+}
+
+/// Streams a raw request body into the store as one file (pinned, durable), up to the node's
+/// `--max-body-size`; `None` when the body is empty (nothing is added then).
+async fn add_body(app: &App, mut body: Incoming) -> ApiResult<Option<String>> {
+    use futures::StreamExt;
+    let limit = app.cfg.max_body;
+    // the first data frame tells an empty body from a real one
+    let first = loop {
+        match body.frame().await {
+            None => return Ok(None),
+            Some(Err(e)) => return Err(ApiError::bad_request(format!("reading the body: {e}"))),
+            Some(Ok(f)) => match f.into_data() {
+                Ok(d) if !d.is_empty() => break d,
+                _ => continue,
+            },
+        }
+    };
+    let rest = http_body_util::BodyStream::new(body).filter_map(|f| async move {
+        match f {
+            Ok(f) => f.into_data().ok().map(Ok),
+            Err(e) => Some(Err(std::io::Error::other(e))),
+        }
+    });
+    let stream = Box::pin(futures::stream::once(async move { Ok(first) }).chain(rest));
+    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+    let out = app
+        .store
+        .add(Default::default(), move |a| {
+            use std::io::Read;
+            let mut r = reader.take(limit + 1);
+            let f = a.file("data", &mut r, |_| {})?;
+            if f.size > limit {
+                return Err(ipfaas_runtime::Error::InvalidInput(format!(
+                    "the body is over the node's limit of {limit} bytes"
+                )));
+            }
+            Ok(())
+        })
+        .await;
+    let out = match out {
+        Ok(o) => o,
+        Err(ipfaas_runtime::Error::InvalidInput(m)) if m.starts_with("the body is over") => {
+            return Err(ApiError::too_large(limit));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let root =
+        out.roots.iter().find(|r| r.path == "data").ok_or_else(|| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "add produced no root")
+        })?;
+    Ok(Some(root.cid.to_string()))
 }
 
 fn content_type(req: &Request<Incoming>) -> String {
@@ -85,7 +156,7 @@ async fn deploy(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Bo
     let q = Query::parse(req.uri());
     let ctype = content_type(&req);
     if ctype.starts_with("application/json") {
-        let body = read_body(app, req.into_body()).await?;
+        let body = read_json_body(req.into_body()).await?;
         let v: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON manifest: {e}")))?;
         let deployed = app
@@ -98,9 +169,9 @@ async fn deploy(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Bo
         ));
     }
     let bundle = if ctype.starts_with("multipart/form-data") {
-        multipart_bundle(app, req, &ctype).await?
+        multipart_bundle(req, &ctype).await?
     } else {
-        let body = read_body(app, req.into_body()).await?;
+        let body = read_bundle_body(req.into_body()).await?;
         if body.is_empty() {
             return Err(ApiError::bad_request(
                 "send the bundle as a tar or zip body, or as multipart/form-data files",
@@ -118,10 +189,11 @@ async fn deploy(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Bo
     ))
 }
 
-async fn multipart_bundle(app: &App, req: Request<Incoming>, ctype: &str) -> ApiResult<Bundle> {
+async fn multipart_bundle(req: Request<Incoming>, ctype: &str) -> ApiResult<Bundle> {
     let boundary = multer::parse_boundary(ctype)
         .map_err(|e| ApiError::bad_request(format!("multipart body: {e}")))?;
-    let body = read_body(app, req.into_body()).await?;
+    // the parts' headers and boundaries ride on top of the files: allow a little more
+    let body = read_limited(req.into_body(), MAX_BUNDLE + (1 << 20)).await?;
     let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(body) });
     let mut mp = multer::Multipart::new(stream, boundary);
     let mut bundle = Bundle::default();
@@ -156,9 +228,18 @@ async fn show(app: &Arc<App>, req: &Request<Incoming>, f: &str) -> ApiResult<Res
     let def = app.functions.definition_from(&reader, &cid).await?;
     // names never parse as CIDs, so what resolved and is not a CID was a name
     let name = parse_cid(f).is_err().then_some(f);
+    let mut definition = serde_json::to_value(&*def).unwrap_or_default();
+    // a Docker function's `env` may hold what its deployer thought private: only a caller
+    // with the token sees the values (secrets proper live in the secret store)
+    let with_token = app.cfg.api_token.is_some() && app.authorize(req.headers()).is_ok();
+    if !with_token && let Some(env) = definition.get_mut("env").and_then(|e| e.as_object_mut()) {
+        for v in env.values_mut() {
+            *v = json!("<redacted>");
+        }
+    }
     Ok(json(
         StatusCode::OK,
-        &json!({ "name": name, "function_cid": cid, "definition": &*def }),
+        &json!({ "name": name, "function_cid": cid, "definition": definition }),
     ))
 }
 
@@ -180,9 +261,15 @@ async fn invoke(app: &Arc<App>, req: Request<Incoming>, f: &str) -> ApiResult<Re
         params.insert(k.to_string(), vs[0].clone());
     }
     let ctype = content_type(&req);
-    let body = read_body(app, req.into_body()).await?;
     let mut cid = q.get("cid").map(str::to_string);
-    if ctype.starts_with("application/json") && !body.is_empty() {
+    let is_json = ctype.starts_with("application/json");
+    // a raw body is the input: streamed into the store, never held whole in memory
+    let (body, raw) = if is_json {
+        (read_json_body(req.into_body()).await?, None)
+    } else {
+        (Bytes::new(), add_body(app, req.into_body()).await?)
+    };
+    if is_json && !body.is_empty() {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Spec {
@@ -205,13 +292,13 @@ async fn invoke(app: &Arc<App>, req: Request<Incoming>, f: &str) -> ApiResult<Re
             };
             params.insert(k, v);
         }
-    } else if !body.is_empty() {
+    } else if let Some(added) = raw {
         if cid.is_some() {
             return Err(ApiError::bad_request(
                 "give the input either as ?cid= or as the body, not both",
             ));
         }
-        cid = Some(app.store.add_bytes(body).await?);
+        cid = Some(added);
     }
     let input = match cid {
         Some(c) => parse_cid(&c)?,
@@ -230,7 +317,7 @@ async fn invoke(app: &Arc<App>, req: Request<Incoming>, f: &str) -> ApiResult<Re
     if is_async {
         // refuse unknown functions now rather than in the job
         app.functions.resolve_name(f)?;
-        let id = app.jobs.start(app.clone(), ireq);
+        let id = app.jobs.start(app.clone(), ireq)?;
         let mut r = json(
             StatusCode::ACCEPTED,
             &json!({ "job": id, "status": "running", "url": format!("/v1/jobs/{id}") }),
@@ -251,7 +338,7 @@ async fn invoke(app: &Arc<App>, req: Request<Incoming>, f: &str) -> ApiResult<Re
 /// without cache, on `peers` other nodes; reports whether the output CIDs agree.
 async fn verify(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
     app.authorize(req.headers())?;
-    let body = read_body(app, req.into_body()).await?;
+    let body = read_json_body(req.into_body()).await?;
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Spec {
@@ -398,9 +485,13 @@ struct Job {
 }
 
 const JOB_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Async invocations running at once; past it, `?async=true` answers 429.
+pub const MAX_RUNNING_JOBS: usize = 64;
+/// Finished jobs kept (besides the hour's limit); the oldest go first.
+const MAX_KEPT_JOBS: usize = 10_000;
 
 impl Jobs {
-    fn start(&self, app: Arc<App>, req: InvokeRequest) -> String {
+    fn start(&self, app: Arc<App>, req: InvokeRequest) -> ApiResult<String> {
         let id = {
             let mut b = [0u8; 16];
             getrandom(&mut b);
@@ -409,6 +500,23 @@ impl Jobs {
         {
             let mut jobs = self.jobs.lock().unwrap();
             jobs.retain(|_, j| j.finished.is_none_or(|t| t.elapsed() < JOB_TTL));
+            let running = jobs.values().filter(|j| j.finished.is_none()).count();
+            if running >= MAX_RUNNING_JOBS {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("{running} async invocations are running already; retry later"),
+                ));
+            }
+            if jobs.len() >= MAX_KEPT_JOBS {
+                let mut done: Vec<(std::time::Instant, String)> = jobs
+                    .iter()
+                    .filter_map(|(k, j)| Some((j.finished?, k.clone())))
+                    .collect();
+                done.sort();
+                for (_, k) in done.iter().take(jobs.len() + 1 - MAX_KEPT_JOBS) {
+                    jobs.remove(k);
+                }
+            }
             jobs.insert(
                 id.clone(),
                 Job {
@@ -442,7 +550,7 @@ impl Jobs {
                 j.finished = Some(std::time::Instant::now());
             }
         });
-        id
+        Ok(id)
     }
 }
 

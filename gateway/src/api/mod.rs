@@ -6,6 +6,7 @@ pub mod error;
 mod functions;
 pub mod kubo;
 mod path_gateway;
+mod secrets;
 
 use bytes::Bytes;
 use error::{ApiError, ApiResult};
@@ -290,6 +291,13 @@ async fn handle(
     Ok(resp)
 }
 
+/// How long a client may take to send a request's headers, counted from when the connection
+/// is ready for the next request: also how long an idle keep-alive connection stays open.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The most connections served at once; past it, new connections wait in the kernel's
+/// backlog until one closes.
+pub const MAX_CONNECTIONS: usize = 1024;
+
 /// Serves until `shutdown` resolves; in-flight requests finish first.
 pub async fn run(
     app: Arc<App>,
@@ -297,18 +305,47 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    // accept errors (out of file descriptors, mostly) back off instead of spinning
+    let mut backoff = std::time::Duration::ZERO;
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer): (_, SocketAddr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => { tracing::warn!("accept: {e}"); continue; }
+        let slot = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
             },
             _ = &mut shutdown => break,
         };
+        let (stream, peer): (_, SocketAddr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => {
+                    backoff = std::time::Duration::ZERO;
+                    x
+                }
+                Err(e) => {
+                    backoff = (backoff * 2).clamp(
+                        std::time::Duration::from_millis(5),
+                        std::time::Duration::from_secs(1),
+                    );
+                    tracing::warn!("accept: {e}; retrying in {backoff:?}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => continue,
+                        _ = &mut shutdown => break,
+                    }
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
         let app = app.clone();
         let svc = hyper::service::service_fn(move |req| handle(app.clone(), req));
-        let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), svc)
             .into_owned();
         let conn = graceful.watch(conn);
@@ -316,6 +353,7 @@ pub async fn run(
             if let Err(e) = conn.await {
                 tracing::debug!("connection from {peer}: {e}");
             }
+            drop(slot);
         });
     }
     tokio::select! {

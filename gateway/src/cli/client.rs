@@ -65,6 +65,16 @@ impl Backend {
                 .map(|r| r.status().is_success())
                 .unwrap_or(false);
             if alive {
+                let token = match token {
+                    Some(t) if !super::token::may_send(&base, explicit) => {
+                        eprintln!(
+                            "warning: not sending the API token to {base}, which the repo's api file names: only loopback addresses get it unless --api names the server"
+                        );
+                        drop(t);
+                        None
+                    }
+                    t => t,
+                };
                 return Ok(Backend::Remote(Remote { base, http, token }));
             }
             if explicit {

@@ -3,7 +3,9 @@
 mod client;
 mod examples;
 mod function;
+mod secret;
 mod serve;
+mod token;
 mod unpack;
 
 use crate::units::parse_size;
@@ -31,9 +33,14 @@ pub struct Cli {
     /// Talk to this server instead of the one recorded in the repo (e.g. http://127.0.0.1:5001)
     #[arg(long, global = true, env = "IPFAAS_API")]
     pub api: Option<String>,
-    /// Bearer token: required by `serve` for state-changing endpoints; sent by client commands
+    /// Bearer token: required by `serve` for state-changing endpoints; sent by client commands.
+    /// Visible in `ps` when given here: prefer IPFAAS_API_TOKEN or --api-token-file
     #[arg(long, global = true, env = "IPFAAS_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// Read the token from this file (`serve` creates it, mode 0600, with a random token when
+    /// missing) [client default: <repo>/api-token when it exists]
+    #[arg(long, global = true, env = "IPFAAS_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -99,6 +106,9 @@ pub enum Cmd {
     /// Manage pins
     #[command(subcommand)]
     Pin(PinCmd),
+    /// Secrets Docker functions get as environment variables (`secrets` in their manifest)
+    #[command(subcommand)]
+    Secret(secret::SecretCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -168,6 +178,9 @@ pub struct ServeArgs {
     /// Docker functions: invocations that may wait for a container before the answer is 429
     #[arg(long, default_value_t = 16)]
     pub container_queue: usize,
+    /// Serve a non-loopback --listen address without an API token (only on a trusted network)
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 #[derive(Args, Debug)]
@@ -212,10 +225,16 @@ fn default_repo() -> PathBuf {
 pub async fn run(cli: Cli) -> Result<()> {
     let repo = cli.repo.clone().unwrap_or_else(default_repo);
     match cli.cmd {
-        Cmd::Serve(args) => serve::serve(&repo, cli.api_token, args).await,
+        Cmd::Serve(args) => {
+            serve::serve(&repo, cli.api_token, cli.api_token_file.as_deref(), args).await
+        }
         cmd => {
-            let backend = Backend::connect(&repo, cli.api, cli.api_token).await?;
-            let r = client(&backend, cmd).await;
+            let token = token::for_client(cli.api_token, cli.api_token_file.as_deref(), &repo)?;
+            let backend = Backend::connect(&repo, cli.api, token).await?;
+            let r = match cmd {
+                Cmd::Secret(c) => secret::run(&backend, &repo, c).await,
+                cmd => client(&backend, cmd).await,
+            };
             backend.close().await;
             r
         }
@@ -224,7 +243,7 @@ pub async fn run(cli: Cli) -> Result<()> {
 
 async fn client(b: &Backend, cmd: Cmd) -> Result<()> {
     match cmd {
-        Cmd::Serve(_) => unreachable!("handled by run"),
+        Cmd::Serve(_) | Cmd::Secret(_) => unreachable!("handled by run"),
         Cmd::Add(a) => add(b, a).await,
         Cmd::Cat {
             path,

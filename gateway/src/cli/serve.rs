@@ -86,7 +86,12 @@ fn forward_threshold(s: &str) -> Result<Option<u64>> {
 }
 
 /// Runs the gateway until a shutdown signal.
-pub(super) async fn serve(repo: &Path, api_token: Option<String>, args: ServeArgs) -> Result<()> {
+pub(super) async fn serve(
+    repo: &Path,
+    api_token: Option<String>,
+    api_token_file: Option<&Path>,
+    args: ServeArgs,
+) -> Result<()> {
     let file = read_config(repo, args.config.as_deref())?;
     let mut listen_list = args.swarm_listen.clone();
     if listen_list.is_empty() {
@@ -147,6 +152,13 @@ pub(super) async fn serve(repo: &Path, api_token: Option<String>, args: ServeArg
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let api_token = super::token::for_server(
+        api_token,
+        api_token_file,
+        addr.ip().is_loopback(),
+        args.insecure,
+        &args.listen,
+    )?;
     let url = format!("http://{addr}");
     let api = api_file(store.repo());
     let tmp = api.with_extension("tmp");
