@@ -22,6 +22,24 @@ fn docker(args: &[&str]) -> Result<String> {
     Ok(String::from_utf8(o.stdout)?)
 }
 
+/// Builds the tests' probe (a static C program) into a `FROM scratch` image tagged `tag`.
+pub(crate) fn probe_image(dir: &std::path::Path, tag: &str) -> Result<()> {
+    std::fs::write(dir.join("probe.c"), PROBE_C)?;
+    let st = Command::new("gcc")
+        .args(["-static", "-O2", "-o", "probe", "probe.c"])
+        .current_dir(dir)
+        .status()?;
+    if !st.success() {
+        bail!("gcc -static failed");
+    }
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY probe /probe\nENTRYPOINT [\"/probe\"]\n",
+    )?;
+    docker(&["build", "-q", "-t", tag, dir.to_str().unwrap()])?;
+    Ok(())
+}
+
 fn timing(h: &str, name: &str) -> f64 {
     h.split(',')
         .find_map(|p| p.trim().strip_prefix(&format!("{name};dur=")))
@@ -33,20 +51,8 @@ pub async fn run(args: &[String]) -> Result<()> {
     let iters: usize = super::arg(args, "--iters").unwrap_or(30);
     let size_kib: usize = super::arg(args, "--size-kib").unwrap_or(1024);
     let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("probe.c"), PROBE_C)?;
-    let st = Command::new("gcc")
-        .args(["-static", "-O2", "-o", "probe", "probe.c"])
-        .current_dir(dir.path())
-        .status()?;
-    if !st.success() {
-        bail!("gcc -static failed");
-    }
-    std::fs::write(
-        dir.path().join("Dockerfile"),
-        "FROM scratch\nCOPY probe /probe\nENTRYPOINT [\"/probe\"]\n",
-    )?;
     let tag = "ipfaas-bench-probe:latest";
-    docker(&["build", "-q", "-t", tag, dir.path().to_str().unwrap()])?;
+    probe_image(dir.path(), tag)?;
 
     let bin = ipfaas_binary(args)?;
     let repo = dir.path().join("repo");

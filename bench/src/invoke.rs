@@ -29,6 +29,13 @@ pub(crate) struct Server {
     pub(crate) url: String,
 }
 
+impl Server {
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -52,6 +59,11 @@ pub(crate) fn ipfaas_binary(args: &[String]) -> Result<PathBuf> {
 }
 
 pub(crate) fn start(bin: &Path, repo: &Path) -> Result<Server> {
+    start_with(bin, repo, &[])
+}
+
+/// [`start`] with extra `serve` options.
+pub(crate) fn start_with(bin: &Path, repo: &Path, extra: &[&str]) -> Result<Server> {
     let child = Command::new(bin)
         .args([
             "serve",
@@ -59,8 +71,9 @@ pub(crate) fn start(bin: &Path, repo: &Path) -> Result<Server> {
             "127.0.0.1:0",
             "--offline",
             "--no-examples",
-            "--repo",
         ])
+        .args(extra)
+        .arg("--repo")
         .arg(repo)
         .env("IPFAAS_LOG", "warn")
         .stdout(Stdio::null())
@@ -93,7 +106,7 @@ fn tar_bundle(files: &[(&str, &str)]) -> Result<Vec<u8>> {
     Ok(t.into_inner()?)
 }
 
-async fn deploy(
+pub(crate) async fn deploy(
     http: &reqwest::Client,
     s: &Server,
     name: &str,

@@ -11,10 +11,13 @@
 //! [`invoke`]; needs the release `ipfaas` binary beside this one.
 //!
 //! `ipfaas-bench docker [--iters N] [--size-kib N]`: see [`docker`].
+//!
+//! `ipfaas-bench soak [--minutes M] [--workers W] [--no-docker]`: see [`soak`].
 
 mod docker;
 mod exe;
 mod invoke;
+mod soak;
 
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
@@ -158,6 +161,7 @@ async fn main() -> Result<()> {
         Some("store-add") => store_add(&args).await,
         Some("invoke") => invoke::run(&args).await,
         Some("docker") => docker::run(&args).await,
+        Some("soak") => soak::run(&args).await,
         _ => bail!(
             "usage: ipfaas-bench store-add [--size-mib N] [--dir DIR]\n       ipfaas-bench invoke [--iters N] [--seconds S] [--concurrency C] [--sha-mib N] [--ipfaas PATH]\n       ipfaas-bench docker [--iters N] [--size-kib N] [--ipfaas PATH]"
         ),

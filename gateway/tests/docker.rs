@@ -187,6 +187,34 @@ async fn docker_functions_end_to_end() {
         "net=refused\ninputs=Read-only file system\nroot=Read-only file system\n"
     );
 
+    // Unprivileged by default: the node runs as root here, so the container runs as nobody,
+    // and /outputs belongs to it alone. A setuid file or a world-writable drop is not possible.
+    let me_root = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(tmp.path()).unwrap().uid() == 0
+    };
+    let r = invoke(&s, &format!("cid={file}&mode=whoami")).await;
+    let who = r.text().await.unwrap();
+    if me_root {
+        assert_eq!(who, "uid=65534 gid=65534 outputs=700 key=-\n");
+    } else {
+        assert!(who.ends_with("outputs=700 key=-\n"), "{who}");
+    }
+    // special files and oversized /outputs are refused before publish reads them
+    for mode in ["fifo", "sparse"] {
+        let t = Instant::now();
+        let r = invoke(&s, &format!("cid={file}&mode={mode}")).await;
+        let st = r.status();
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(st, 413, "{mode}: {e}");
+        assert!(e["error"].as_str().unwrap().contains("/outputs"), "{e}");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{mode}: {:?}",
+            t.elapsed()
+        );
+    }
+
     // failures: non-zero exit (422 + logs), timeout (504), OOM (413)
     let r = invoke(&s, &format!("cid={file}&mode=fail")).await;
     assert_eq!(r.status(), 422);
@@ -223,6 +251,79 @@ async fn docker_functions_end_to_end() {
         "{codes:?}"
     );
     assert_eq!(leftovers(&image), 0, "every container is removed");
+
+    // Callers who hang up: their containers are killed and removed, and their slot and
+    // queue place given back, long before the 3 s limit; the next call is served, not 429.
+    let hangups = (0..2).map(|_| {
+        let url = format!("{}/v1/functions/dprobe/invoke?cid={file}&mode=sleep", s.url);
+        async move {
+            client()
+                .post(url)
+                .timeout(Duration::from_millis(800))
+                .send()
+                .await
+                .is_err()
+        }
+    });
+    assert!(
+        futures::future::join_all(hangups)
+            .await
+            .into_iter()
+            .all(|e| e)
+    );
+    let t = Instant::now();
+    while leftovers(&image) > 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "containers outlived their callers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = invoke(&s, &format!("cid={file}&mode=env&greeting=after")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(metric(&s, "ipfaas_docker_active_containers").await, 0.0);
+
+    // Secrets: named in the manifest, kept by the node, given at run time; `env` values are
+    // shown only to a caller with the token (none is set here: to nobody).
+    let r = deploy(
+        &s,
+        &json!({"name": "dsecret", "kind": "docker", "image": image, "user": "1234:1234",
+                "env": {"PUBLIC_NOTE": "deployer-only"}, "secrets": ["API_KEY"],
+                "limits": {"memory": "64MiB", "timeout": "3s", "pids": 32}}),
+    )
+    .await;
+    let d: Value = r.json().await.unwrap();
+    let fcid = d["function_cid"].as_str().unwrap().to_string();
+    let call = |q: String| {
+        let url = format!("{}/v1/functions/dsecret/invoke?{q}", s.url);
+        async move { client().post(url).send().await.unwrap() }
+    };
+    let r = call(format!("cid={file}&mode=whoami")).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("API_KEY"));
+    let r = client()
+        .put(format!("{}/v1/secrets/API_KEY", s.url))
+        .body("s3cret-value")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = call(format!("cid={file}&mode=whoami")).await;
+    let who = r.text().await.unwrap();
+    if me_root {
+        assert_eq!(who, "uid=1234 gid=1234 outputs=700 key=s3cret-value\n");
+    }
+    let shown = get_text(&format!("{}/v1/functions/dsecret", s.url)).await;
+    assert!(!shown.contains("deployer-only"), "{shown}");
+    assert!(shown.contains("<redacted>"), "{shown}");
+    let raw = get_text(&format!("{}/ipfs/{fcid}", s.url)).await;
+    assert!(raw.contains("API_KEY") && !raw.contains("s3cret"), "{raw}");
+    let r = deploy(
+        &s,
+        &json!({"name": "dbad", "kind": "docker", "image": image, "user": "root"}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
 
     // a crash mid-invocation leaves a container; the next start removes it
     let pending = tokio::spawn({
