@@ -31,9 +31,24 @@ def main(input, params):
         # asks the host for 4 GiB in one call
         return len(raw_input.read(0, 2**32 - 1))
     if mode == "sparse":
-        with open("/outputs/big", "wb") as f:
-            f.truncate(8 << 40)
-        return "left an 8 TiB sparse file"
+        # past the size quota while running: each fails as a full disk would
+        got = {}
+        with open("/outputs/big", "wb", buffering=0) as f:
+            for name, op in [("truncate", lambda: f.truncate(8 << 40)),
+                             ("seek_write", lambda: (f.seek(5 << 30), f.write(b"x")))]:
+                try:
+                    op()
+                    got[name] = "ok"
+                except OSError as e:
+                    got[name] = "refused"
+        return got
+    if mode == "sparse2":
+        # each file is inside the quota, both together are not: refused after the run
+        for n in ["a", "b"]:
+            with open("/outputs/" + n, "wb", buffering=0) as f:
+                f.seek(3 << 30)
+                f.write(b"x")
+        return "two 3 GiB sparse files"
     if mode == "many":
         for i in range(int(params["n"])):
             open("/outputs/f%d" % i, "wb").close()
@@ -159,12 +174,16 @@ async fn waits_reads_outputs_and_hangups_are_bounded() {
     .unwrap();
     assert_eq!(r.status(), 504);
 
-    // /outputs quotas: a sparse 8 TiB file is refused by its apparent size, without being
-    // read (the answer comes at once); more than 65,536 entries are refused too.
+    // /outputs quotas: while running, no file may grow past 4 GiB (a truncate to 8 TiB, a
+    // write at 5 GiB fail like a full disk); after the run, two 3 GiB sparse files are
+    // refused by their apparent size, without being read (the answer comes at once); more
+    // than 65,536 entries are refused too.
+    let v = ok_json(&s, &format!("cid={input}&mode=sparse")).await;
+    assert_eq!(v, json!({"truncate": "refused", "seek_write": "refused"}));
     let t = Instant::now();
     let r = invoke(
         &s,
-        &format!("cid={input}&mode=sparse"),
+        &format!("cid={input}&mode=sparse2"),
         Duration::from_secs(60),
     )
     .await

@@ -107,10 +107,18 @@ async fn add_body(app: &App, mut body: Incoming) -> ApiResult<Option<String>> {
             },
         }
     };
-    let rest = http_body_util::BodyStream::new(body).filter_map(|f| async move {
-        match f {
-            Ok(f) => f.into_data().ok().map(Ok),
-            Err(e) => Some(Err(std::io::Error::other(e))),
+    let broke = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = broke.clone();
+    let rest = http_body_util::BodyStream::new(body).filter_map(move |f| {
+        let flag = flag.clone();
+        async move {
+            match f {
+                Ok(f) => f.into_data().ok().map(Ok),
+                Err(e) => {
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                    Some(Err(std::io::Error::other(e)))
+                }
+            }
         }
     });
     let stream = Box::pin(futures::stream::once(async move { Ok(first) }).chain(rest));
@@ -119,7 +127,7 @@ async fn add_body(app: &App, mut body: Incoming) -> ApiResult<Option<String>> {
         .store
         .add(Default::default(), move |a| {
             use std::io::Read;
-            let mut r = reader.take(limit + 1);
+            let mut r = reader.take(limit.saturating_add(1));
             let f = a.file("data", &mut r, |_| {})?;
             if f.size > limit {
                 return Err(ipfaas_runtime::Error::InvalidInput(format!(
@@ -133,6 +141,10 @@ async fn add_body(app: &App, mut body: Incoming) -> ApiResult<Option<String>> {
         Ok(o) => o,
         Err(ipfaas_runtime::Error::InvalidInput(m)) if m.starts_with("the body is over") => {
             return Err(ApiError::too_large(limit));
+        }
+        // the body stream broke (the client went away mid-body): its fault, and nothing pinned
+        Err(e) if broke.load(std::sync::atomic::Ordering::Relaxed) => {
+            return Err(ApiError::bad_request(format!("reading the body: {e}")));
         }
         Err(e) => return Err(e.into()),
     };
@@ -527,7 +539,20 @@ impl Jobs {
         }
         let key = id.clone();
         tokio::spawn(async move {
-            let state = match app.functions.invoke(req).await {
+            use futures::FutureExt;
+            // a panic in the invocation still finishes the job (else it runs "for ever" and
+            // holds one of the MAX_RUNNING_JOBS places)
+            let ran = std::panic::AssertUnwindSafe(app.functions.invoke(req))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    Err(InvokeError::from(
+                        ipfaas_runtime::executor::ExecError::from(ipfaas_runtime::Error::Io(
+                            std::io::Error::other("the invocation panicked"),
+                        )),
+                    ))
+                });
+            let state = match ran {
                 Ok(inv) => JobState::Done(json!({
                     "output_cid": inv.output_cid,
                     "outputs_cid": inv.outputs_cid,

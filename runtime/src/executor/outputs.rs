@@ -27,6 +27,10 @@ pub fn check_quota(dir: &Path) -> std::result::Result<(), ExecError> {
     let (mut entries, mut bytes) = (0u64, 0u64);
     let mut stack = vec![(dir.to_path_buf(), 0usize)];
     while let Some((d, depth)) = stack.pop() {
+        // a function may have taken its own directories' permissions away (a container runs
+        // as the node's user or is given the directory): this node owns them, and must be
+        // able to read and later delete them
+        owner_only(&d).map_err(crate::error::Error::from)?;
         for e in std::fs::read_dir(&d).map_err(crate::error::Error::from)? {
             let e = e.map_err(crate::error::Error::from)?;
             entries += 1;
@@ -66,6 +70,30 @@ pub fn check_quota(dir: &Path) -> std::result::Result<(), ExecError> {
     Ok(())
 }
 
+/// Gives directory `d` mode 0700 (it is never a symlink here: walks look with `lstat`).
+fn owner_only(d: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Deletes the tree at `path` even where a function took the permissions away from its
+/// directories. Best effort: what cannot be deleted stays for the next start.
+fn force_remove(path: &Path) {
+    if std::fs::remove_dir_all(path).is_ok() {
+        return;
+    }
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let _ = owner_only(&d);
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(path);
+}
+
 /// Where `/outputs` directories come from.
 pub struct Outputs {
     tmp: PathBuf,
@@ -78,7 +106,7 @@ impl Outputs {
     pub fn open(tmp: &Path) -> Result<Self> {
         std::fs::create_dir_all(tmp)?;
         for e in std::fs::read_dir(tmp)? {
-            let _ = std::fs::remove_dir_all(e?.path());
+            force_remove(&e?.path());
         }
         Ok(Self {
             tmp: tmp.to_path_buf(),

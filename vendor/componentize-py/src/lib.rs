@@ -894,20 +894,12 @@ impl ComponentGenerator<'_> {
         if let Some(l) = self.init_limits {
             store.data_mut().limits = wasmtime::StoreLimitsBuilder::new()
                 .memory_size(l.memory)
-                .table_elements(l.memory)
+                .table_elements(1 << 20)
                 .build();
             store.limiter(|c| &mut c.limits);
             store.set_fuel(l.fuel)?;
-            let deadline = std::time::Instant::now() + l.timeout;
-            store.epoch_deadline_callback(move |_| {
-                if std::time::Instant::now() >= deadline {
-                    Err(wasmtime::Trap::Interrupt.into())
-                } else {
-                    Ok(wasmtime::UpdateDeadline::Continue(1))
-                }
-            });
-            store.set_epoch_deadline(1);
         }
+        let init_limits = self.init_limits;
 
         let stub_wasi = self.stub_wasi;
         let app_name = self.app_name.to_owned();
@@ -927,6 +919,18 @@ impl ComponentGenerator<'_> {
                         )?;
                     }
 
+                    // ipfaas patch: the time limit counts from here, after compiling
+                    if let Some(l) = init_limits {
+                        let deadline = std::time::Instant::now() + l.timeout;
+                        store.epoch_deadline_callback(move |_| {
+                            if std::time::Instant::now() >= deadline {
+                                Err(wasmtime::Trap::Interrupt.into())
+                            } else {
+                                Ok(wasmtime::UpdateDeadline::Continue(1))
+                            }
+                        });
+                        store.set_epoch_deadline(1);
+                    }
                     let pre = InitPre::new(linker.instantiate_pre(component)?)?;
                     let instance = pre.instance_pre.instantiate_async(&mut store).await?;
                     let guest = pre.indices.interface0.load(&mut store, &instance)?;

@@ -20,7 +20,6 @@ use bytes::Bytes;
 use cid::Cid;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -53,8 +52,8 @@ impl DockerExec {
         let (uid, gid) = def.user();
         let outputs = self.inner.outputs.for_user(uid, gid)?;
         let t = Instant::now();
-        let out = self
-            .run_container(store, def, input, params, secrets, outputs.path())
+        let (out, outputs) = self
+            .run_container(store, def, input, params, secrets, outputs)
             .await?;
         let total = t.elapsed();
         let t = Instant::now();
@@ -97,8 +96,8 @@ impl DockerExec {
         input: Cid,
         params: &BTreeMap<String, String>,
         secrets: Vec<String>,
-        outputs: &Path,
-    ) -> Result<DockerOutcome, ExecError> {
+        outputs: tempfile::TempDir,
+    ) -> Result<(DockerOutcome, tempfile::TempDir), ExecError> {
         let inner = &self.inner;
         let permit = match inner.slots.clone().try_acquire_owned() {
             Ok(p) => p,
@@ -142,7 +141,7 @@ impl DockerExec {
         let host = HostConfig {
             binds: Some(vec![
                 format!("{}:/inputs:ro", export.display()),
-                format!("{}:/outputs:rw", outputs.display()),
+                format!("{}:/outputs:rw", outputs.path().display()),
             ]),
             network_mode: Some("none".into()),
             readonly_rootfs: Some(true),
@@ -172,21 +171,32 @@ impl DockerExec {
             host_config: Some(host),
             ..Default::default()
         };
-        let d = &inner.docker;
         let t0 = Instant::now();
-        let created = d
-            .create_container(Some(CreateContainerOptionsBuilder::default().build()), body)
+        // Created by a task of its own, which hands the container over as a guard: should this
+        // future be dropped meanwhile, the guard is dropped in the channel (or on a failed
+        // send) and removes the container; it cannot be left running.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (d, active) = (inner.docker.clone(), inner.metrics.active.clone());
+        tokio::spawn(async move {
+            let opts = CreateContainerOptionsBuilder::default().build();
+            let made = d
+                .create_container(Some(opts), body)
+                .await
+                .map(|c| Container::new(d.clone(), c.id, permit, outputs, &active));
+            let _ = tx.send(made);
+        });
+        let container = rx
             .await
+            .map_err(|_| io_err("the container's creation was lost"))?
             .map_err(engine_err)?;
-        let container = Container::new(d.clone(), created.id, permit, &inner.metrics.active);
         let r = self.run_created(&container.id, l, t0).await;
         let t = Instant::now();
-        container.remove().await;
+        let outputs = container.remove().await;
         let teardown_extra = t.elapsed();
         let mut out = r?;
         out.teardown += teardown_extra;
         inner.metrics.teardown.observe(out.teardown.as_secs_f64());
-        Ok(out)
+        Ok((out, outputs))
     }
 
     async fn run_created(
@@ -310,14 +320,15 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// A created container and the slot it holds. [`Container::remove`] removes it; dropped
-/// without that (the invocation's future was dropped because its caller went away), it is
-/// killed and removed by a task of its own, which frees the slot once the container is gone.
+/// A created container, the slot it holds and its `/outputs`. [`Container::remove`] removes it
+/// and gives `/outputs` back; dropped without that (the invocation's future was dropped because
+/// its caller went away), it is killed and removed by a task of its own, which then frees the
+/// slot and deletes `/outputs` on a blocking thread.
 struct Container {
     docker: bollard::Docker,
     id: String,
-    /// The slot; `None` once removed.
-    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The slot and `/outputs`; `None` once removed.
+    held: Option<(tokio::sync::OwnedSemaphorePermit, tempfile::TempDir)>,
     active: prometheus::IntGauge,
 }
 
@@ -326,28 +337,32 @@ impl Container {
         docker: bollard::Docker,
         id: String,
         slot: tokio::sync::OwnedSemaphorePermit,
+        outputs: tempfile::TempDir,
         active: &prometheus::IntGauge,
     ) -> Self {
         active.inc();
         Self {
             docker,
             id,
-            slot: Some(slot),
+            held: Some((slot, outputs)),
             active: active.clone(),
         }
     }
 
-    async fn remove(mut self) {
-        let slot = self.slot.take();
+    /// Removes the container; returns its `/outputs`.
+    async fn remove(mut self) -> tempfile::TempDir {
         remove(&self.docker, &self.id).await;
+        // taken only now: dropped during the removal, Drop still removes it
+        let (slot, outputs) = self.held.take().expect("held until removed");
         self.active.dec();
         drop(slot);
+        outputs
     }
 }
 
 impl Drop for Container {
     fn drop(&mut self) {
-        let Some(slot) = self.slot.take() else {
+        let Some((slot, outputs)) = self.held.take() else {
             return;
         };
         let (docker, id, active) = (self.docker.clone(), self.id.clone(), self.active.clone());
@@ -357,6 +372,7 @@ impl Drop for Container {
                     remove(&docker, &id).await;
                     active.dec();
                     drop(slot);
+                    let _ = tokio::task::spawn_blocking(move || drop(outputs)).await;
                 });
             }
             // no runtime left (shutting down): the next start reaps it by its label

@@ -41,6 +41,8 @@ pub struct StoreFs {
     /// writable, and it starts empty: while this is false it is still empty, and the host
     /// need not list it to know.
     pub created: bool,
+    /// What it may still write into `/outputs` (see `quota`).
+    pub quota: super::quota::Quota,
 }
 
 enum Listings<'a> {
@@ -58,10 +60,36 @@ impl DetFsView<'_> {
         }
     }
 
-    /// Notes a call that may add an entry to a writable directory (see [`StoreFs::created`]).
-    fn creating(&mut self) {
+    /// Notes a call that may add an entry to a writable directory (see [`StoreFs::created`]);
+    /// `add`: it adds one, which counts against the quota.
+    fn creating(&mut self, add: bool) -> FsResult<()> {
         if let Listings::Own(s) = &mut self.1 {
             s.created = true;
+            if add && !s.quota.create() {
+                return Err(ErrorCode::InsufficientSpace.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts `stream` (just made) back in the table wrapped in the quota, at run time.
+    fn counted(
+        &mut self,
+        stream: Resource<DynOutputStream>,
+        offset: Option<u64>,
+    ) -> FsResult<Resource<DynOutputStream>> {
+        let Some(q) = self.quota().cloned() else {
+            return Ok(stream);
+        };
+        let inner = self.0.table.delete(stream)?;
+        Ok(self.0.table.push(q.stream(inner, offset))?)
+    }
+
+    /// The quota, at run time (builds have none).
+    fn quota(&self) -> Option<&super::quota::Quota> {
+        match &self.1 {
+            Listings::Own(s) => Some(&s.quota),
+            Listings::Shared => None,
         }
     }
 }
@@ -165,6 +193,9 @@ impl HostDescriptor for DetFsView<'_> {
         fd: Resource<types::Descriptor>,
         size: types::Filesize,
     ) -> FsResult<()> {
+        if self.quota().is_some_and(|q| !q.size(size)) {
+            return Err(ErrorCode::InsufficientSpace.into());
+        }
         self.0.set_size(fd, size).await
     }
 
@@ -192,6 +223,12 @@ impl HostDescriptor for DetFsView<'_> {
         buf: Vec<u8>,
         offset: types::Filesize,
     ) -> FsResult<types::Filesize> {
+        if self
+            .quota()
+            .is_some_and(|q| !q.write(offset, buf.len() as u64))
+        {
+            return Err(ErrorCode::InsufficientSpace.into());
+        }
         self.0.write(fd, buf, offset).await
     }
 
@@ -222,7 +259,7 @@ impl HostDescriptor for DetFsView<'_> {
         fd: Resource<types::Descriptor>,
         path: String,
     ) -> FsResult<()> {
-        self.creating();
+        self.creating(true)?;
         self.0.create_directory_at(fd, path).await
     }
 
@@ -259,7 +296,7 @@ impl HostDescriptor for DetFsView<'_> {
         new_descriptor: Resource<types::Descriptor>,
         new_path: String,
     ) -> FsResult<()> {
-        self.creating();
+        self.creating(true)?;
         self.0
             .link_at(
                 fd, // TODO delete the path flags from this function
@@ -280,7 +317,7 @@ impl HostDescriptor for DetFsView<'_> {
         flags: types::DescriptorFlags,
     ) -> FsResult<Resource<types::Descriptor>> {
         if oflags.contains(types::OpenFlags::CREATE) {
-            self.creating();
+            self.creating(true)?;
         }
         self.0.open_at(fd, path_flags, path, oflags, flags).await
     }
@@ -312,7 +349,7 @@ impl HostDescriptor for DetFsView<'_> {
         new_fd: Resource<types::Descriptor>,
         new_path: String,
     ) -> FsResult<()> {
-        self.creating();
+        self.creating(false)?;
         self.0.rename_at(fd, old_path, new_fd, new_path).await
     }
 
@@ -322,7 +359,7 @@ impl HostDescriptor for DetFsView<'_> {
         src_path: String,
         dest_path: String,
     ) -> FsResult<()> {
-        self.creating();
+        self.creating(true)?;
         self.0.symlink_at(fd, src_path, dest_path).await
     }
 
@@ -347,14 +384,16 @@ impl HostDescriptor for DetFsView<'_> {
         fd: Resource<types::Descriptor>,
         offset: types::Filesize,
     ) -> FsResult<Resource<DynOutputStream>> {
-        self.0.write_via_stream(fd, offset)
+        let stream = self.0.write_via_stream(fd, offset)?;
+        self.counted(stream, Some(offset))
     }
 
     fn append_via_stream(
         &mut self,
         fd: Resource<types::Descriptor>,
     ) -> FsResult<Resource<DynOutputStream>> {
-        self.0.append_via_stream(fd)
+        let stream = self.0.append_via_stream(fd)?;
+        self.counted(stream, None)
     }
 
     async fn is_same_object(

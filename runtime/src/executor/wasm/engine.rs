@@ -109,6 +109,10 @@ struct Host {
     table: ResourceTable,
     input: Box<dyn InputReader>,
     input_error: String,
+    /// The first input read that failed in this call. A guest could catch the error and go
+    /// on, but its answer would then depend on the network or the clock, not on its input:
+    /// such a call fails (and is never cached).
+    input_failed: Option<String>,
     limiter: Limiter,
     /// The instance's virtual time (see `vclock`).
     time: VirtualTime,
@@ -160,6 +164,8 @@ impl ipfaas::function::input::Host for Host {
         match self.input.read_at(offset, len.min(MAX_READ)) {
             Ok(v) => v,
             Err(e) => {
+                // the guest sees an error, and the invocation fails whatever it does next
+                self.input_failed.get_or_insert_with(|| e.clone());
                 self.input_error = e;
                 Vec::new()
             }
@@ -390,6 +396,7 @@ impl WasmEngine {
             table: ResourceTable::new(),
             input: Box::new(super::BytesInput(bytes::Bytes::new())),
             input_error: String::new(),
+            input_failed: None,
             fs: Default::default(),
             limiter: Limiter {
                 memory: limits.memory.min(MAX_MEMORY) as usize,
@@ -449,7 +456,21 @@ impl WasmEngine {
         let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
         let memory_hit = store.data().limiter.hit;
         let created = store.data().fs.created;
+        let host = store.data();
+        let stopped = host.stop.cancel.is_cancelled();
+        let failed_read = host.input_failed.clone();
         let outcome = match result {
+            _ if stopped => Err(ExecError::Cancelled),
+            _ if failed_read.is_some() && host.stop.is_due() => Err(ExecError::Timeout {
+                limit_ms: limits.timeout_ms,
+                logs: logs.contents().to_vec(),
+            }),
+            _ if failed_read.is_some() => {
+                Err(ExecError::Host(Error::Io(std::io::Error::other(format!(
+                    "reading the input failed: {}",
+                    failed_read.unwrap_or_default()
+                )))))
+            }
             Err(e) => Err(failure(e, &store, limits, &logs)),
             Ok(Err(json)) => {
                 let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();

@@ -101,7 +101,10 @@ impl WasmExec {
         let tag = builder_tag();
         let key = build_key(&tag, &bundle_cid, &site_cid);
         let build_dir = inner.dir.join("builds").join(&key);
-        let _guard = inner.builds.lock().await;
+        // one build at a time (the pre-initialisation's clock and listings are shared); the
+        // lock goes with the build thread, so a deploy whose caller hangs up still holds it
+        // until its build has ended
+        let guard = inner.builds.clone().lock_owned().await;
         let (component, reused) = match std::fs::read_to_string(build_dir.join("component.cid")) {
             Ok(c) => (c.trim().to_string(), true),
             Err(_) => {
@@ -116,7 +119,7 @@ impl WasmExec {
                 std::fs::rename(&site, &dirs.site)?;
                 let out = staging.join("component.wasm");
                 let tb = Instant::now();
-                run_build(&dirs, &out, limits).await?;
+                let _held = run_build(&dirs, &out, limits, guard).await?;
                 inner.metrics.build.observe(tb.elapsed().as_secs_f64());
                 let component = std::fs::read(&out)?;
                 std::fs::remove_file(&out)?;
@@ -187,7 +190,12 @@ impl WasmExec {
 }
 
 /// The build runs on its own thread: componentize-py's future is heavy and not `Send`.
-async fn run_build(dirs: &BuildDirs, out: &Path, limits: super::Limits) -> Result<()> {
+async fn run_build(
+    dirs: &BuildDirs,
+    out: &Path,
+    limits: super::Limits,
+    lock: tokio::sync::OwnedMutexGuard<()>,
+) -> Result<tokio::sync::OwnedMutexGuard<()>> {
     let dirs = BuildDirs {
         support: dirs.support.clone(),
         bundle: dirs.bundle.clone(),
@@ -204,7 +212,8 @@ async fn run_build(dirs: &BuildDirs, out: &Path, limits: super::Limits) -> Resul
                 .build()
                 .map_err(crate::Error::from)
                 .and_then(|rt| rt.block_on(build::build(&dirs, &out, limits)));
-            let _ = tx.send(r);
+            // unsent (the deploy was dropped): the lock is released here, the build over
+            let _ = tx.send(r.map(|()| lock));
         })?;
     rx.await.map_err(|_| io_err("the build thread died"))?
 }

@@ -20,6 +20,7 @@ pub mod engine;
 mod job;
 pub mod load;
 pub mod mount;
+mod quota;
 pub mod ready;
 mod vclock;
 
@@ -196,7 +197,7 @@ pub(crate) struct Inner {
     dir: PathBuf,
     outputs: Arc<Outputs>,
     /// One at a time: a build takes a core and much memory.
-    builds: tokio::sync::Mutex<()>,
+    builds: Arc<tokio::sync::Mutex<()>>,
     /// Instances that may run at once.
     slots: Arc<Semaphore>,
     ready: ready::ReadyPool<Instance>,
@@ -228,7 +229,7 @@ impl WasmExec {
                 engine,
                 dir: dir.to_path_buf(),
                 outputs,
-                builds: tokio::sync::Mutex::new(()),
+                builds: Arc::new(tokio::sync::Mutex::new(())),
                 slots: Arc::new(Semaphore::new(instances as usize)),
                 ready: ready::ReadyPool::new(metrics.ready.clone()),
                 refill: job::refill_threads()?,

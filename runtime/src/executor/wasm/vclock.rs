@@ -45,15 +45,6 @@ impl VirtualTime {
         self.0.fetch_max(when, Ordering::Relaxed);
     }
 
-    /// Moves time forward by `d` nanoseconds.
-    fn advance_by(&self, d: u64) {
-        let _ = self
-            .0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
-                Some(t.saturating_add(d))
-            });
-    }
-
     /// Back to time 0 (a build's clock starts there every time).
     pub fn reset(&self) {
         self.0.store(0, Ordering::Relaxed);
@@ -70,7 +61,7 @@ impl VirtualTime {
         table: &mut ResourceTable,
         when: u64,
     ) -> wasmtime::Result<Resource<DynPollable>> {
-        let w = table.push(Wait::Until(self.clone(), when))?;
+        let w = table.push(Wait(self.clone(), when))?;
         subscribe(table, w)
     }
 
@@ -80,8 +71,9 @@ impl VirtualTime {
         table: &mut ResourceTable,
         d: u64,
     ) -> wasmtime::Result<Resource<DynPollable>> {
-        let w = table.push(Wait::For(self.clone(), d))?;
-        subscribe(table, w)
+        // it ends `d` after now, however often it is polled
+        let when = self.0.load(Ordering::Relaxed).saturating_add(d);
+        self.subscribe_instant(table, when)
     }
 
     /// The wall clock over this time.
@@ -117,11 +109,10 @@ impl HostMonotonicClock for Mono {
     }
 }
 
-/// A wait: ready at once, having moved time to its end.
-enum Wait {
-    Until(VirtualTime, u64),
-    For(VirtualTime, u64),
-}
+/// A wait until an instant: ready at once, having moved time there (if it was not yet).
+/// Polling it again changes nothing, and of several waits polled together the clocks end at
+/// the latest.
+struct Wait(VirtualTime, u64);
 
 impl Pollable for Wait {
     fn ready<'a, 'b>(&'a mut self) -> Pin<Box<dyn Future<Output = ()> + Send + 'b>>
@@ -129,10 +120,7 @@ impl Pollable for Wait {
         'a: 'b,
         Self: 'b,
     {
-        match self {
-            Wait::Until(t, when) => t.advance_to(*when),
-            Wait::For(t, d) => t.advance_by(*d),
-        }
+        self.0.advance_to(self.1);
         Box::pin(std::future::ready(()))
     }
 }
@@ -206,16 +194,20 @@ mod tests {
             time: &t,
             table: &mut table,
         };
-        // an hour's sleep passes at once, and the clocks show it
-        let mut w = Wait::For(t.clone(), 3_600_000_000_000);
+        // an hour's sleep passes at once, and the clocks show it; polling it again does not
+        // add another hour
+        let _p = t.subscribe_duration(view.table, 3_600_000_000_000).unwrap();
+        let mut w = Wait(t.clone(), 3 * STEP + 3_600_000_000_000);
+        futures::executor::block_on(w.ready());
         futures::executor::block_on(w.ready());
         let now = monotonic_clock::Host::now(&mut view).unwrap();
         assert_eq!(now, 3 * STEP + 3_600_000_000_000);
         // a wait for an instant already past leaves time alone
-        futures::executor::block_on(Wait::Until(t.clone(), 5).ready());
+        futures::executor::block_on(Wait(t.clone(), 5).ready());
         assert_eq!(mono.now(), now + STEP);
         // no overflow at the end of time
-        futures::executor::block_on(Wait::For(t.clone(), u64::MAX).ready());
+        let end = t.0.load(Ordering::Relaxed).saturating_add(u64::MAX);
+        futures::executor::block_on(Wait(t.clone(), end).ready());
         assert_eq!(mono.now(), u64::MAX);
         assert_eq!(mono.now(), u64::MAX);
     }

@@ -56,15 +56,23 @@ pub const MIN_INIT_TIME: std::time::Duration = std::time::Duration::from_secs(60
 /// millions of units.
 pub const MIN_INIT_FUEL: u64 = 10_000_000_000;
 
+/// The longest a pre-initialisation may run, whatever the function's own limit: builds run
+/// one at a time, so this is how long one deploy can hold up the next.
+pub const MAX_INIT_TIME: std::time::Duration = std::time::Duration::from_secs(600);
+/// The largest fuel budget of a pre-initialisation.
+pub const MAX_INIT_FUEL: u64 = 1_000_000_000_000;
+
 /// Builds the component into `out`. The pre-initialisation runs the function's module-level
-/// code under the function's memory limit, its fuel budget (at least [`MIN_INIT_FUEL`]) and a
-/// wall-clock limit of its timeout (at least [`MIN_INIT_TIME`]). A problem in the user's code, or a limit it hit, comes back as
+/// code under the function's memory limit, its fuel budget (clamped to [`MIN_INIT_FUEL`] ..
+/// [`MAX_INIT_FUEL`]) and a wall-clock limit of its timeout (clamped to [`MIN_INIT_TIME`] ..
+/// [`MAX_INIT_TIME`]), counted from when its code starts (not while it is compiled). A problem in the user's code, or a limit it hit, comes back as
 /// [`Error::InvalidInput`] naming the culprit.
 pub async fn build(dirs: &BuildDirs, out: &Path, limits: super::Limits) -> Result<()> {
     let init = componentize_py::InitLimits {
-        fuel: limits.fuel.max(MIN_INIT_FUEL),
+        fuel: limits.fuel.clamp(MIN_INIT_FUEL, MAX_INIT_FUEL),
         memory: usize::try_from(limits.memory).unwrap_or(usize::MAX),
-        timeout: std::time::Duration::from_millis(limits.timeout_ms).max(MIN_INIT_TIME),
+        timeout: std::time::Duration::from_millis(limits.timeout_ms)
+            .clamp(MIN_INIT_TIME, MAX_INIT_TIME),
     };
     let wit = dirs.support.join("wit");
     let paths: Vec<String> = [&dirs.support, &dirs.bundle, &dirs.site]

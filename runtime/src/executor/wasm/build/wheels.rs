@@ -168,7 +168,15 @@ fn resolve_one(
     }
     // 3. pip, restricted to pure wheels
     let tmp = tempfile::tempdir_in(cache)?;
-    let run = Command::new("python3")
+    let mut cmd = Command::new("python3");
+    // pip (and what it runs) gets none of the node's own credentials
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with(crate::secrets::ENV_PREFIX) || k.starts_with("IPFAAS_API_TOKEN") {
+            cmd.env_remove(&*k);
+        }
+    }
+    let run = cmd
         .args([
             "-m",
             "pip",
