@@ -163,7 +163,7 @@ async fn main() -> Result<()> {
         Some("docker") => docker::run(&args).await,
         Some("soak") => soak::run(&args).await,
         _ => bail!(
-            "usage: ipfaas-bench store-add [--size-mib N] [--dir DIR]\n       ipfaas-bench invoke [--iters N] [--seconds S] [--concurrency C] [--sha-mib N] [--ipfaas PATH]\n       ipfaas-bench docker [--iters N] [--size-kib N] [--ipfaas PATH]"
+            "usage: ipfaas-bench store-add [--size-mib N] [--dir DIR]\n       ipfaas-bench invoke [--iters N] [--seconds S] [--concurrency C] [--sha-mib N] [--ipfaas PATH]\n       ipfaas-bench docker [--iters N] [--size-kib N] [--ipfaas PATH]\n       ipfaas-bench soak [--minutes M] [--workers W] [--no-docker] [--ipfaas PATH]"
         ),
     }
 }

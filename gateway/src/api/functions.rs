@@ -2,7 +2,7 @@
 //! (`POST /v1/functions/{name|cid}/invoke`), and asynchronous jobs (`GET /v1/jobs/{id}`).
 
 use super::error::{ApiError, ApiResult};
-use super::{App, Body, Query, full, json};
+use super::{App, Body, Query, full, json, read_limited};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -82,32 +82,32 @@ async fn read_bundle_body(body: Incoming) -> ApiResult<Bytes> {
     read_limited(body, MAX_BUNDLE).await
 }
 
-async fn read_limited(body: Incoming, limit: u64) -> ApiResult<Bytes> {
-    let limited = http_body_util::Limited::new(body, limit as usize);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(limit)),
-        Err(e) => Err(ApiError::bad_request(format!("reading the body: {e}"))),
-    }
-}
-
-/// Streams a raw request body into the store as one file (pinned, durable), up to the node's
-/// `--max-body-size`; `None` when the body is empty (nothing is added then).
-async fn add_body(app: &App, mut body: Incoming) -> ApiResult<Option<String>> {
-    use futures::StreamExt;
-    let limit = app.cfg.max_body;
-    // the first data frame tells an empty body from a real one
-    let first = loop {
+/// The body's first data; `None` when it is empty.
+async fn first_data(body: &mut Incoming) -> ApiResult<Option<Bytes>> {
+    loop {
         match body.frame().await {
             None => return Ok(None),
             Some(Err(e)) => return Err(ApiError::bad_request(format!("reading the body: {e}"))),
             Some(Ok(f)) => match f.into_data() {
-                Ok(d) if !d.is_empty() => break d,
+                Ok(d) if !d.is_empty() => return Ok(Some(d)),
                 _ => continue,
             },
         }
-    };
-    let broke = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    }
+}
+
+/// Streams a raw request body, whose first data is `first`, into the store as one file
+/// (pinned, durable), up to the node's `--max-body-size`. A body over the limit or one that
+/// breaks off (the client went away) pins nothing.
+async fn add_body(app: &App, first: Bytes, body: Incoming) -> ApiResult<String> {
+    use futures::StreamExt;
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    let limit = app.cfg.max_body;
+    // why an add failed: the caller's fault (400, 413) or this node's
+    let (broke, over) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
     let flag = broke.clone();
     let rest = http_body_util::BodyStream::new(body).filter_map(move |f| {
         let flag = flag.clone();
@@ -115,7 +115,7 @@ async fn add_body(app: &App, mut body: Incoming) -> ApiResult<Option<String>> {
             match f {
                 Ok(f) => f.into_data().ok().map(Ok),
                 Err(e) => {
-                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                    flag.store(true, Relaxed);
                     Some(Err(std::io::Error::other(e)))
                 }
             }
@@ -123,27 +123,23 @@ async fn add_body(app: &App, mut body: Incoming) -> ApiResult<Option<String>> {
     });
     let stream = Box::pin(futures::stream::once(async move { Ok(first) }).chain(rest));
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
-    let out = app
+    let too_big = over.clone();
+    let added = app
         .store
         .add(Default::default(), move |a| {
             use std::io::Read;
             let mut r = reader.take(limit.saturating_add(1));
-            let f = a.file("data", &mut r, |_| {})?;
-            if f.size > limit {
-                return Err(ipfaas_runtime::Error::InvalidInput(format!(
-                    "the body is over the node's limit of {limit} bytes"
-                )));
+            if a.file("data", &mut r, |_| {})?.size > limit {
+                too_big.store(true, Relaxed);
+                return Err(ipfaas_runtime::Error::InvalidInput("over the limit".into()));
             }
             Ok(())
         })
         .await;
-    let out = match out {
+    let out = match added {
         Ok(o) => o,
-        Err(ipfaas_runtime::Error::InvalidInput(m)) if m.starts_with("the body is over") => {
-            return Err(ApiError::too_large(limit));
-        }
-        // the body stream broke (the client went away mid-body): its fault, and nothing pinned
-        Err(e) if broke.load(std::sync::atomic::Ordering::Relaxed) => {
+        Err(_) if over.load(Relaxed) => return Err(ApiError::too_large(limit)),
+        Err(e) if broke.load(Relaxed) => {
             return Err(ApiError::bad_request(format!("reading the body: {e}")));
         }
         Err(e) => return Err(e.into()),
@@ -152,7 +148,7 @@ async fn add_body(app: &App, mut body: Incoming) -> ApiResult<Option<String>> {
         out.roots.iter().find(|r| r.path == "data").ok_or_else(|| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "add produced no root")
         })?;
-    Ok(Some(root.cid.to_string()))
+    Ok(root.cid.to_string())
 }
 
 fn content_type(req: &Request<Incoming>) -> String {
@@ -275,13 +271,16 @@ async fn invoke(app: &Arc<App>, req: Request<Incoming>, f: &str) -> ApiResult<Re
     let ctype = content_type(&req);
     let mut cid = q.get("cid").map(str::to_string);
     let is_json = ctype.starts_with("application/json");
-    // a raw body is the input: streamed into the store, never held whole in memory
-    let (body, raw) = if is_json {
-        (read_json_body(req.into_body()).await?, None)
+    let mut body = req.into_body();
+    // a raw body is the input: streamed into the store, never held whole in memory, and
+    // only once the request is known to be well-formed (else it would stay pinned)
+    let (spec, raw) = if is_json {
+        (read_json_body(body).await?, None)
     } else {
-        (Bytes::new(), add_body(app, req.into_body()).await?)
+        let first = first_data(&mut body).await?;
+        (Bytes::new(), first.map(|f| (f, body)))
     };
-    if is_json && !body.is_empty() {
+    if is_json && !spec.is_empty() {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Spec {
@@ -289,7 +288,7 @@ async fn invoke(app: &Arc<App>, req: Request<Incoming>, f: &str) -> ApiResult<Re
             #[serde(default)]
             params: BTreeMap<String, serde_json::Value>,
         }
-        let spec: Spec = serde_json::from_slice(&body)
+        let spec: Spec = serde_json::from_slice(&spec)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
         if spec.cid.is_some() && cid.is_some() {
             return Err(ApiError::bad_request(
@@ -304,13 +303,15 @@ async fn invoke(app: &Arc<App>, req: Request<Incoming>, f: &str) -> ApiResult<Re
             };
             params.insert(k, v);
         }
-    } else if let Some(added) = raw {
+    } else if let Some((first, body)) = raw {
         if cid.is_some() {
             return Err(ApiError::bad_request(
                 "give the input either as ?cid= or as the body, not both",
             ));
         }
-        cid = Some(added);
+        // an unknown name is refused before its body is stored
+        app.functions.resolve_name(f)?;
+        cid = Some(add_body(app, first, body).await?);
     }
     let input = match cid {
         Some(c) => parse_cid(&c)?,

@@ -2,27 +2,27 @@
 //! gateway (`/ipfs/...`), the functions API (`/v1/...`), `/metrics` and `/healthz`.
 
 pub mod browser;
+mod conn;
 pub mod error;
 mod functions;
 pub mod kubo;
 mod path_gateway;
 mod secrets;
 
+pub use conn::run;
+
 use bytes::Bytes;
 use error::{ApiError, ApiResult};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use ipfaas_runtime::Functions;
 use ipfaas_runtime::Store;
 use ipfaas_runtime::net::Network;
 use prometheus::{HistogramVec, IntCounterVec, Registry};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::net::TcpListener;
 
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
@@ -30,6 +30,16 @@ pub fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into())
         .map_err(|never| match never {})
         .boxed_unsync()
+}
+
+/// A request body read whole, at most `limit` bytes (413 past it).
+pub async fn read_limited(body: Incoming, limit: u64) -> ApiResult<Bytes> {
+    let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(limit)),
+        Err(e) => Err(ApiError::bad_request(format!("reading the body: {e}"))),
+    }
 }
 
 pub fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
@@ -289,176 +299,6 @@ async fn handle(
         .with_label_values(&[name, resp.status().as_str()])
         .inc();
     Ok(resp)
-}
-
-/// How long a client may take to send a request's headers, counted from when the connection
-/// is ready for the next request: also how long an idle keep-alive connection stays open.
-pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-/// The most connections served at once; past it, new connections wait in the kernel's
-/// backlog until one closes.
-pub const MAX_CONNECTIONS: usize = 1024;
-
-/// How long a write to a client may make no progress before the connection is dropped: a
-/// client that stops reading a response must not hold a connection slot for ever.
-pub const WRITE_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// A connection whose writes fail with `TimedOut` once one has waited [`WRITE_STALL_TIMEOUT`]
-/// without the client taking any byte. (hyper has a header-read timeout but none for writes.)
-struct Stalled<S> {
-    io: S,
-    /// Armed while a write is pending; reset by every write that makes progress.
-    stall: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl<S> Stalled<S> {
-    fn new(io: S) -> Self {
-        Self { io, stall: None }
-    }
-}
-
-impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Stalled<S> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<S: tokio::io::AsyncWrite + Unpin> Stalled<S> {
-    /// Runs one write-side poll under the stall timer.
-    fn guarded<T>(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-        op: impl FnOnce(
-            std::pin::Pin<&mut S>,
-            &mut std::task::Context<'_>,
-        ) -> std::task::Poll<std::io::Result<T>>,
-    ) -> std::task::Poll<std::io::Result<T>> {
-        use std::future::Future;
-        use std::task::Poll;
-        match op(std::pin::Pin::new(&mut self.io), cx) {
-            Poll::Ready(r) => {
-                self.stall = None;
-                Poll::Ready(r)
-            }
-            Poll::Pending => {
-                let timer = self
-                    .stall
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL_TIMEOUT)));
-                match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "the client stopped reading",
-                    ))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-        }
-    }
-}
-
-impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Stalled<S> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        self.guarded(cx, |io, cx| io.poll_write(cx, buf))
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        self.guarded(cx, |io, cx| io.poll_write_vectored(cx, bufs))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        self.guarded(cx, |io, cx| io.poll_flush(cx))
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-/// Serves until `shutdown` resolves; in-flight requests finish first.
-pub async fn run(
-    app: Arc<App>,
-    listener: TcpListener,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    // HTTP/1 only: HTTP/2 (with prior knowledge) would bypass the header and idle timeouts
-    let mut builder =
-        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
-    builder
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    // accept errors (out of file descriptors, mostly) back off instead of spinning
-    let mut backoff = std::time::Duration::ZERO;
-    tokio::pin!(shutdown);
-    loop {
-        let slot = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = &mut shutdown => break,
-        };
-        let (stream, peer): (_, SocketAddr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => {
-                    backoff = std::time::Duration::ZERO;
-                    x
-                }
-                Err(e) => {
-                    backoff = (backoff * 2).clamp(
-                        std::time::Duration::from_millis(5),
-                        std::time::Duration::from_secs(1),
-                    );
-                    tracing::warn!("accept: {e}; retrying in {backoff:?}");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => continue,
-                        _ = &mut shutdown => break,
-                    }
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let svc = hyper::service::service_fn(move |req| handle(app.clone(), req));
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(Stalled::new(stream)), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("connection from {peer}: {e}");
-            }
-            drop(slot);
-        });
-    }
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => tracing::warn!("shutdown: gave up waiting for open connections"),
-    }
 }
 
 /// The store's block stream as a response body (errors abort the connection mid-body).

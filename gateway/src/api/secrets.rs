@@ -7,7 +7,6 @@
 
 use super::error::{ApiError, ApiResult};
 use super::{App, Body, json};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use ipfaas_runtime::secrets::MAX_SECRET;
@@ -30,14 +29,7 @@ pub fn list(app: &Arc<App>, req: &Request<Incoming>) -> ApiResult<Response<Body>
 /// `PUT /v1/secrets/{name}`: sets it to the body.
 pub async fn set(app: &Arc<App>, req: Request<Incoming>, name: &str) -> ApiResult<Response<Body>> {
     app.authorize(req.headers())?;
-    let limited = http_body_util::Limited::new(req.into_body(), MAX_SECRET);
-    let value = match limited.collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(ApiError::too_large(MAX_SECRET as u64));
-        }
-        Err(e) => return Err(ApiError::bad_request(format!("reading the body: {e}"))),
-    };
+    let value = super::read_limited(req.into_body(), MAX_SECRET as u64).await?;
     app.functions.secrets().set(name, &value)?;
     Ok(no_content())
 }

@@ -65,15 +65,13 @@ impl Backend {
                 .map(|r| r.status().is_success())
                 .unwrap_or(false);
             if alive {
-                let token = match token {
-                    Some(t) if !super::token::may_send(&base, explicit) => {
-                        eprintln!(
-                            "warning: not sending the API token to {base}, which the repo's api file names: only loopback addresses get it unless --api names the server"
-                        );
-                        drop(t);
-                        None
-                    }
-                    t => t,
+                let token = if token.is_some() && !super::token::may_send(&base, explicit) {
+                    eprintln!(
+                        "warning: not sending the API token to {base}, which the repo's api file names: only loopback addresses get it unless --api names the server"
+                    );
+                    None
+                } else {
+                    token
                 };
                 return Ok(Backend::Remote(Remote { base, http, token }));
             }

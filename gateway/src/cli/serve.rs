@@ -116,6 +116,18 @@ pub(super) async fn serve(
         .or(file.peer_invoke.as_deref())
         .unwrap_or("allowlist");
     let peer_invoke = PeerInvoke::parse(peer_mode, &peer_allow).map_err(anyhow::Error::msg)?;
+    // the API's address and token first: a node that must not serve does not open its repo
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let api_token = super::token::for_server(
+        api_token,
+        api_token_file,
+        addr.ip().is_loopback(),
+        args.insecure,
+        &args.listen,
+    )?;
     let listen = multiaddrs(&listen_list, "--swarm-listen")?;
     let bootstrap = multiaddrs(&bootstrap_list, "--bootstrap")?;
     if !args.offline {
@@ -148,17 +160,6 @@ pub(super) async fn serve(
     if let Err(e) = functions.connect_docker(&registry, docker_cfg).await {
         tracing::warn!("Docker functions are off: {e}");
     }
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    let addr = listener.local_addr()?;
-    let api_token = super::token::for_server(
-        api_token,
-        api_token_file,
-        addr.ip().is_loopback(),
-        args.insecure,
-        &args.listen,
-    )?;
     let url = format!("http://{addr}");
     let api = api_file(store.repo());
     let tmp = api.with_extension("tmp");

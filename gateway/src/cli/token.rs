@@ -109,8 +109,18 @@ pub fn for_client(
     if let Some(f) = file {
         return read(f).map(Some);
     }
+    // the repo's own file is only a default: one this user cannot read means no token
     let default = repo_token_file(repo);
-    default.exists().then(|| read(&default)).transpose()
+    if !default.exists() {
+        return Ok(None);
+    }
+    match read(&default) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) => {
+            eprintln!("warning: {e:#}; sending no API token");
+            Ok(None)
+        }
+    }
 }
 
 /// Whether the CLI may send its token to `base`: always when the user named the server, and
@@ -180,5 +190,8 @@ mod tests {
         );
         std::fs::write(&f, "\n").unwrap();
         assert!(for_client(None, Some(&f), dir.path()).is_err());
+        // but a broken default file only means no token
+        std::fs::write(repo_token_file(dir.path()), "\n").unwrap();
+        assert_eq!(for_client(None, None, dir.path()).unwrap(), None);
     }
 }

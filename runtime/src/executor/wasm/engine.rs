@@ -554,7 +554,6 @@ fn failure(
             budget: limits.fuel,
             logs,
         },
-        Some(Trap::Interrupt) if store.data().stop.cancel.is_cancelled() => ExecError::Cancelled,
         Some(Trap::Interrupt) => ExecError::Timeout {
             limit_ms: limits.timeout_ms,
             logs,

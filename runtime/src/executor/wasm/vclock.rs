@@ -31,8 +31,8 @@ const STEP: u64 = 1_000;
 pub struct VirtualTime(Arc<AtomicU64>);
 
 impl VirtualTime {
-    /// The time now; the reading itself advances it by a microsecond.
-    fn read(&self) -> u64 {
+    /// The time now (the monotonic clock's reading); reading advances it by a microsecond.
+    pub fn now(&self) -> u64 {
         self.0
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
                 Some(t.saturating_add(STEP))
@@ -48,11 +48,6 @@ impl VirtualTime {
     /// Back to time 0 (a build's clock starts there every time).
     pub fn reset(&self) {
         self.0.store(0, Ordering::Relaxed);
-    }
-
-    /// A reading of the monotonic clock (which advances it).
-    pub fn now(&self) -> u64 {
-        self.read()
     }
 
     /// A pollable for a wait until `when`: ready at once, time moved there.
@@ -94,7 +89,7 @@ impl HostWallClock for Wall {
         Duration::from_nanos(STEP)
     }
     fn now(&self) -> Duration {
-        WALL_EPOCH + Duration::from_nanos(self.0.read())
+        WALL_EPOCH + Duration::from_nanos(self.0.now())
     }
 }
 
@@ -105,7 +100,7 @@ impl HostMonotonicClock for Mono {
         STEP
     }
     fn now(&self) -> u64 {
-        self.0.read()
+        self.0.now()
     }
 }
 
@@ -148,7 +143,7 @@ impl HasData for VClock {
 
 impl monotonic_clock::Host for VClockView<'_> {
     fn now(&mut self) -> wasmtime::Result<monotonic_clock::Instant> {
-        Ok(self.time.read())
+        Ok(self.time.now())
     }
 
     fn resolution(&mut self) -> wasmtime::Result<monotonic_clock::Duration> {
