@@ -95,7 +95,7 @@ pub(crate) fn start_with(bin: &Path, repo: &Path, extra: &[&str]) -> Result<Serv
     }
 }
 
-fn tar_bundle(files: &[(&str, &str)]) -> Result<Vec<u8>> {
+pub(crate) fn tar_bundle(files: &[(&str, &str)]) -> Result<Vec<u8>> {
     let mut t = tar::Builder::new(Vec::new());
     for (p, d) in files {
         let mut h = tar::Header::new_gnu();

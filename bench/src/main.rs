@@ -13,10 +13,12 @@
 //! `ipfaas-bench docker [--iters N] [--size-kib N]`: see [`docker`].
 //!
 //! `ipfaas-bench soak [--minutes M] [--workers W] [--no-docker]`: see [`soak`].
+//! `ipfaas-bench load [--minutes M] [--clients C]`: see [`load`].
 
 mod docker;
 mod exe;
 mod invoke;
+mod load;
 mod soak;
 
 use anyhow::{Context, Result, bail};
@@ -162,8 +164,9 @@ async fn main() -> Result<()> {
         Some("invoke") => invoke::run(&args).await,
         Some("docker") => docker::run(&args).await,
         Some("soak") => soak::run(&args).await,
+        Some("load") => load::run(&args).await,
         _ => bail!(
-            "usage: ipfaas-bench store-add [--size-mib N] [--dir DIR]\n       ipfaas-bench invoke [--iters N] [--seconds S] [--concurrency C] [--sha-mib N] [--ipfaas PATH]\n       ipfaas-bench docker [--iters N] [--size-kib N] [--ipfaas PATH]\n       ipfaas-bench soak [--minutes M] [--workers W] [--no-docker] [--ipfaas PATH]"
+            "usage: ipfaas-bench store-add [--size-mib N] [--dir DIR]\n       ipfaas-bench invoke [--iters N] [--seconds S] [--concurrency C] [--sha-mib N] [--ipfaas PATH]\n       ipfaas-bench docker [--iters N] [--size-kib N] [--ipfaas PATH]\n       ipfaas-bench soak [--minutes M] [--workers W] [--no-docker] [--ipfaas PATH]\n       ipfaas-bench load [--minutes M] [--clients C] [--ipfaas PATH]"
         ),
     }
 }

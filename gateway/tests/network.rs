@@ -45,66 +45,6 @@ fn hex_sha256(b: &[u8]) -> String {
         .collect()
 }
 
-/// The node's loopback swarm address with `/p2p/<id>`.
-async fn swarm_addr(s: &Server) -> String {
-    let t = Instant::now();
-    loop {
-        let id = post_json(s, "id").await;
-        if let Some(a) = id["Addresses"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
-        {
-            return a.to_string();
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "no listen address: {id}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn peer_id(s: &Server) -> String {
-    post_json(s, "id").await["ID"].as_str().unwrap().to_string()
-}
-
-/// Waits until `s` is connected to `peer`.
-async fn wait_connected(s: &Server, peer: &str) {
-    let t = Instant::now();
-    loop {
-        let v = get_json(&format!("{}/v1/peers", s.url)).await;
-        if v["peers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|p| p["peer"] == peer)
-        {
-            return;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "{} never connected to {peer}: {v}",
-            s.url
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn start_node(repo: &Path, bootstrap: Option<&str>, extra: &[&str]) -> Server {
-    let mut args = vec![];
-    if !extra.contains(&"--fetch-timeout") {
-        args.extend(["--fetch-timeout", "20s"]);
-    }
-    if let Some(b) = bootstrap {
-        args.extend(["--bootstrap", b]);
-    }
-    args.extend_from_slice(extra);
-    Server::start(repo, &args)
-}
-
 async fn invoke(s: &Server, f: &str, query: &str) -> reqwest::Response {
     client()
         .post(format!("{}/v1/functions/{f}/invoke?{query}", s.url))

@@ -1,7 +1,8 @@
 //! Hostile functions and hostile callers against the real binary: a function's limits hold
 //! however it waits, however much it asks of the host, whatever it leaves in `/outputs` and
 //! whatever its module-level code does at deploy; a caller who hangs up frees what it held;
-//! the HTTP server times out silent clients; secrets stay out of definitions.
+//! the HTTP server times out silent clients, caps its connections and backs off when it runs
+//! out of file descriptors; secrets stay out of definitions.
 
 mod common;
 
@@ -244,21 +245,7 @@ fn walk_size(dir: &std::path::Path) -> u64 {
 async fn import_time_limits() {
     let repo = tempfile::tempdir().unwrap();
     let s = Server::start(repo.path(), &[]);
-    let deploy = |files: Vec<(&'static str, &'static [u8])>| {
-        let s = &s;
-        async move {
-            let r = client()
-                .post(format!("{}/v1/functions", s.url))
-                .header("content-type", "application/x-tar")
-                .body(tar_of(&files))
-                .timeout(Duration::from_secs(300))
-                .send()
-                .await
-                .unwrap();
-            let st = r.status().as_u16();
-            (st, r.json::<Value>().await.unwrap())
-        }
-    };
+    let deploy = |files: Vec<(&'static str, &'static [u8])>| try_deploy(s.url.clone(), files);
     // module-level code that never ends is stopped by the function's own fuel budget
     let t = Instant::now();
     let (st, v) = deploy(vec![
@@ -304,6 +291,100 @@ async fn import_time_limits() {
         .unwrap();
     assert_eq!(r.text().await.unwrap(), "woke");
     s.stop();
+}
+
+/// CPU time (user + system) of process `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // the fields after the command name, which is in parentheses and may hold spaces
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_are_capped_and_accept_errors_back_off() {
+    let repo = tempfile::tempdir().unwrap();
+    let s = Server::start(repo.path(), &["--max-connections", "4"]);
+    let addr = s.url.trim_start_matches("http://").to_string();
+    // four idle connections hold every slot ...
+    let mut idle: Vec<_> = (0..4)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // ... so a fifth, complete request waits unanswered in the backlog
+    let mut fifth = std::net::TcpStream::connect(&addr).unwrap();
+    fifth
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    fifth
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let early = fifth.read(&mut buf);
+    assert!(early.is_err(), "served past the cap: {early:?}");
+    // one closes: the waiting request is served
+    drop(idle.pop());
+    fifth
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    fifth.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(idle);
+    drop(s);
+
+    // out of file descriptors: accept fails again and again while connections wait; the
+    // server backs off instead of spinning on the error, and serves again once fds are free
+    let repo = tempfile::tempdir().unwrap();
+    let s = Server::start(repo.path(), &[]);
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let pid = s.child.id();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    // only the soft limit changes (lowering the hard one could not be undone without root)
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let soft: String = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .unwrap()
+        .to_string();
+    let limit = format!("--nofile={}:", open + 8);
+    let prlimit = |l: &str| {
+        let st = std::process::Command::new("prlimit")
+            .args(["--pid", &pid.to_string(), l])
+            .status()
+            .expect("prlimit (util-linux)");
+        assert!(st.success());
+    };
+    prlimit(&limit);
+    let held: Vec<_> = (0..40)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_ticks(pid) - before;
+    // spinning on accept takes a whole core: 300 ticks in 3 s
+    assert!(used < 60, "{used} ticks of CPU in 3 s while accept failed");
+    drop(held);
+    prlimit(&format!("--nofile={soft}:"));
+    let t = Instant::now();
+    loop {
+        let r = client()
+            .get(format!("{}/healthz", s.url))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        if r.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "not served again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

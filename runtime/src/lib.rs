@@ -20,6 +20,7 @@
 pub mod deploy;
 pub mod error;
 pub mod executor;
+pub(crate) mod flight;
 pub(crate) mod fs;
 pub mod invoke;
 pub(crate) mod metrics;

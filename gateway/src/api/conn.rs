@@ -1,7 +1,7 @@
 //! Serving connections: the accept loop and what bounds each connection. A client has
 //! [`HEADER_READ_TIMEOUT`] to send a request's head (also the idle keep-alive limit),
-//! [`WRITE_STALL_TIMEOUT`] to take each part of a response, and at most [`MAX_CONNECTIONS`] are
-//! served at once. HTTP/1 only: HTTP/2 with prior knowledge would bypass the first two.
+//! [`WRITE_STALL_TIMEOUT`] to take each part of a response, and at most `--max-connections`
+//! (default [`MAX_CONNECTIONS`]) are served at once. HTTP/1 only: HTTP/2 with prior knowledge would bypass the first two.
 
 use super::{App, handle};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -12,8 +12,8 @@ use tokio::net::TcpListener;
 /// How long a client may take to send a request's headers, counted from when the connection
 /// is ready for the next request: also how long an idle keep-alive connection stays open.
 pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-/// The most connections served at once; past it, new connections wait in the kernel's
-/// backlog until one closes.
+/// The most connections served at once by default (`--max-connections`); past it, new
+/// connections wait in the kernel's backlog until one closes.
 pub const MAX_CONNECTIONS: usize = 1024;
 
 /// How long a write to a client may make no progress before the connection is dropped: a
@@ -120,14 +120,16 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Stalled<S> {
     }
 }
 
-/// Serves until `shutdown` resolves; in-flight requests finish first.
+/// Serves at most `max_connections` connections at once until `shutdown` resolves; in-flight
+/// requests finish first.
 pub async fn run(
     app: Arc<App>,
     listener: TcpListener,
+    max_connections: usize,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     // HTTP/1 only: HTTP/2 (with prior knowledge) would bypass the header and idle timeouts
     let mut builder =
         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();

@@ -62,6 +62,9 @@ pub async fn route(
         (Method::GET, ["jobs", id]) => ("job", job(app, id)),
         (Method::POST, ["verify"]) => ("verify", verify(app, req).await),
         (Method::GET, ["peers"]) => ("peers", peers(app).await),
+        (Method::POST, ["repo", "gc"]) => {
+            ("repo_gc", super::kubo::repo_gc_summary(app, &req).await)
+        }
         (m, _) => (
             "v1",
             Err(ApiError::not_found(format!("no route for {m} /v1/{rest}"))),
@@ -185,7 +188,15 @@ async fn deploy(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Bo
                 "send the bundle as a tar or zip body, or as multipart/form-data files",
             ));
         }
-        Bundle::from_archive(&body)?
+        // parsing takes time in proportion to the body: off the async workers
+        tokio::task::spawn_blocking(move || Bundle::from_archive(&body))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("reading the bundle: {e}"),
+                )
+            })??
     };
     let deployed = app
         .functions

@@ -2,7 +2,7 @@
 //! gateway (`/ipfs/...`), the functions API (`/v1/...`), `/metrics` and `/healthz`.
 
 pub mod browser;
-mod conn;
+pub mod conn;
 pub mod error;
 mod functions;
 pub mod kubo;
@@ -224,6 +224,7 @@ async fn route(
             "version" => ("version", Ok(kubo::version())),
             "pin/ls" => ("pin_ls", kubo::pin_ls(app, req).await),
             "pin/rm" => ("pin_rm", kubo::pin_rm(app, req).await),
+            "repo/gc" => ("repo_gc", kubo::repo_gc(app, req).await),
             "swarm/peers" => ("swarm_peers", kubo::swarm_peers(app).await),
             "swarm/connect" => ("swarm_connect", kubo::swarm_connect(app, req).await),
             _ => (

@@ -403,6 +403,21 @@ impl Backend {
         }
     }
 
+    /// Collects garbage: removes every block no pin reaches; returns what it did.
+    pub async fn repo_gc(&self) -> Result<Value> {
+        match self {
+            Backend::Local(store) => Ok(serde_json::to_value(store.gc().await?)?),
+            Backend::Remote(r) => Ok(check(
+                r.request(reqwest::Method::POST, "/v1/repo/gc")
+                    .send()
+                    .await?,
+            )
+            .await?
+            .json()
+            .await?),
+        }
+    }
+
     pub async fn pin_rm(&self, cid: &str) -> Result<()> {
         match self {
             Backend::Local(store) => {

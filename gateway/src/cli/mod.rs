@@ -48,7 +48,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Run the gateway: HTTP API + embedded IPFS node
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Add files or directories; prints `added <cid> <name>` per item, the root last
     Add(AddArgs),
     /// Print a file's bytes
@@ -106,9 +106,18 @@ pub enum Cmd {
     /// Manage pins
     #[command(subcommand)]
     Pin(PinCmd),
+    /// The repo: garbage collection
+    #[command(subcommand)]
+    Repo(RepoCmd),
     /// Secrets Docker functions get as environment variables (`secrets` in their manifest)
     #[command(subcommand)]
     Secret(secret::SecretCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RepoCmd {
+    /// Remove every block no pin reaches (what reads fetched from peers, unpinned adds)
+    Gc,
 }
 
 #[derive(Subcommand, Debug)]
@@ -181,6 +190,14 @@ pub struct ServeArgs {
     /// Serve a non-loopback --listen address without an API token (only on a trusted network)
     #[arg(long)]
     pub insecure: bool,
+    /// Collect garbage (blocks no pin reaches: what reads fetched from peers, adds with
+    /// pin=false) whenever the block store passes 90% of this size, e.g. 20GiB [default: only
+    /// by `ipfaas repo gc`]
+    #[arg(long, value_parser = parse_size)]
+    pub storage_max: Option<u64>,
+    /// HTTP connections served at once; more wait in the kernel's backlog until one closes
+    #[arg(long, default_value_t = crate::api::conn::MAX_CONNECTIONS)]
+    pub max_connections: usize,
 }
 
 #[derive(Args, Debug)]
@@ -226,7 +243,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     let repo = cli.repo.clone().unwrap_or_else(default_repo);
     match cli.cmd {
         Cmd::Serve(args) => {
-            serve::serve(&repo, cli.api_token, cli.api_token_file.as_deref(), args).await
+            serve::serve(&repo, cli.api_token, cli.api_token_file.as_deref(), *args).await
         }
         cmd => {
             let token = token::for_client(cli.api_token, cli.api_token_file.as_deref(), &repo)?;
@@ -309,6 +326,14 @@ async fn client(b: &Backend, cmd: Cmd) -> Result<()> {
         Cmd::Pin(PinCmd::Rm { cid }) => {
             b.pin_rm(&cid).await?;
             println!("unpinned {cid}");
+            Ok(())
+        }
+        Cmd::Repo(RepoCmd::Gc) => {
+            let r = b.repo_gc().await?;
+            println!(
+                "removed {} blocks ({} bytes); kept {} blocks reachable from {} roots",
+                r["removed_blocks"], r["removed_bytes"], r["kept_blocks"], r["roots"]
+            );
             Ok(())
         }
     }

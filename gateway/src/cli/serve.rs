@@ -140,6 +140,7 @@ pub(super) async fn serve(
         bootstrap: vec![],
         fetch_timeout: args.fetch_timeout,
         offline: args.offline,
+        storage_max: args.storage_max,
         protocols: vec![ipfaas_runtime::invoke::remote::protocol()],
     };
     let store = Store::open(cfg, &registry).await?;
@@ -191,7 +192,7 @@ pub(super) async fn serve(
             },
         },
     )?;
-    api::run(app, listener, shutdown_signal()).await;
+    api::run(app, listener, args.max_connections, shutdown_signal()).await;
     if let Err(e) = functions.flush().await {
         tracing::error!("making the last invocation outputs durable failed: {e}");
     }

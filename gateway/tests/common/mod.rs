@@ -175,10 +175,21 @@ pub async fn add(
     parts: &[(&str, &str, &[u8])],
 ) -> (reqwest::StatusCode, String) {
     let (ct, body) = multipart(parts);
+    add_body(s, query, &ct, body).await
+}
+
+/// `POST /api/v0/add?{query}` of a ready multipart body with content type `ct`.
+pub async fn add_body(
+    s: &Server,
+    query: &str,
+    ct: &str,
+    body: Vec<u8>,
+) -> (reqwest::StatusCode, String) {
     let r = client()
         .post(format!("{}?{query}", s.api("add")))
         .header("content-type", ct)
         .body(body)
+        .timeout(Duration::from_secs(120))
         .send()
         .await
         .unwrap();
@@ -243,6 +254,24 @@ pub async fn get_json(url: &str) -> serde_json::Value {
         .unwrap()
 }
 
+/// Deploys a Python bundle of (path, bytes) as a tar to the server at `url`, whatever comes of
+/// it: (status, answer). Owns what it needs, so it can be spawned.
+pub async fn try_deploy(
+    url: String,
+    files: Vec<(&'static str, &'static [u8])>,
+) -> (u16, serde_json::Value) {
+    let r = client()
+        .post(format!("{url}/v1/functions"))
+        .header("content-type", "application/x-tar")
+        .body(tar_of(&files))
+        .timeout(Duration::from_secs(600))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
 /// Deploys a Python bundle of (path, bytes) as a tar; asserts 201 and returns the answer.
 pub async fn deploy_files(s: &Server, files: &[(&str, &[u8])]) -> serde_json::Value {
     let r = client()
@@ -288,4 +317,66 @@ pub async fn metric(s: &Server, sample: &str) -> f64 {
 /// Lower-case hex.
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The node's loopback swarm address with `/p2p/<id>`.
+pub async fn swarm_addr(s: &Server) -> String {
+    let t = Instant::now();
+    loop {
+        let id = post_json(s, "id").await;
+        if let Some(a) = id["Addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+            .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
+        {
+            return a.to_string();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no listen address: {id}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The node's peer ID.
+pub async fn peer_id(s: &Server) -> String {
+    post_json(s, "id").await["ID"].as_str().unwrap().to_string()
+}
+
+/// Waits until `s` is connected to `peer`.
+pub async fn wait_connected(s: &Server, peer: &str) {
+    let t = Instant::now();
+    loop {
+        let v = get_json(&format!("{}/v1/peers", s.url)).await;
+        if v["peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["peer"] == peer)
+        {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{} never connected to {peer}: {v}",
+            s.url
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts a node with a 20 s fetch timeout (unless `extra` sets one), joined to `bootstrap`.
+pub fn start_node(repo: &Path, bootstrap: Option<&str>, extra: &[&str]) -> Server {
+    let mut args = vec![];
+    if !extra.contains(&"--fetch-timeout") {
+        args.extend(["--fetch-timeout", "20s"]);
+    }
+    if let Some(b) = bootstrap {
+        args.extend(["--bootstrap", b]);
+    }
+    args.extend_from_slice(extra);
+    Server::start(repo, &args)
 }

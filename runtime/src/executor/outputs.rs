@@ -12,14 +12,15 @@ use tempfile::TempDir;
 
 /// Empty `/outputs` directories kept for reuse, at most.
 const SPARE: usize = 64;
-/// The most one invocation's `/outputs` may hold, counting files at their apparent size (a
-/// sparse file counts as large as it claims to be).
+/// The most one invocation's `/outputs` may hold, counting each file at the larger of its
+/// apparent size (a sparse file counts as large as it claims to be) and the disk space it takes
+/// (space preallocated past its end counts too).
 pub const MAX_OUTPUTS_BYTES: u64 = 4 << 30;
 /// The most entries (files, directories, symlinks) one invocation's `/outputs` may hold.
 pub const MAX_OUTPUTS_ENTRIES: u64 = 65_536;
 
 /// Checks what a function left in `dir` against the quotas before any of it is read: at most
-/// [`MAX_OUTPUTS_ENTRIES`] entries, [`MAX_OUTPUTS_BYTES`] of apparent file size and
+/// [`MAX_OUTPUTS_ENTRIES`] entries, [`MAX_OUTPUTS_BYTES`] of file size and
 /// [`MAX_DEPTH`] levels, and only regular files, directories and symlinks (a FIFO would block
 /// the reader, a device would read the host's). Looks at metadata only; iterative.
 pub fn check_quota(dir: &Path) -> std::result::Result<(), ExecError> {
@@ -51,7 +52,8 @@ pub fn check_quota(dir: &Path) -> std::result::Result<(), ExecError> {
                 }
                 stack.push((e.path(), depth + 1));
             } else if t.is_file() {
-                bytes = bytes.saturating_add(meta.len());
+                use std::os::unix::fs::MetadataExt;
+                bytes = bytes.saturating_add(meta.len().max(meta.blocks().saturating_mul(512)));
                 if bytes > MAX_OUTPUTS_BYTES {
                     return refuse(format!(
                         "more than {MAX_OUTPUTS_BYTES} bytes (at {}, {} bytes)",

@@ -11,6 +11,9 @@ use std::path::Path;
 
 /// Largest bundle accepted (all files together).
 pub const MAX_BUNDLE: u64 = 256 << 20;
+/// Most files a bundle may hold (a function with its vendored packages has hundreds to a few
+/// thousand).
+pub const MAX_BUNDLE_FILES: usize = 20_000;
 
 /// Relative path → contents, sorted (so the bundle's CID does not depend on upload order).
 #[derive(Debug, Default, Clone)]
@@ -29,6 +32,12 @@ fn too_large() -> Error {
     ))
 }
 
+fn too_many() -> Error {
+    Error::InvalidInput(format!(
+        "the bundle holds more than {MAX_BUNDLE_FILES} files"
+    ))
+}
+
 impl Bundle {
     /// Adds a file; the path must be relative and clean, and new.
     pub fn insert(&mut self, path: &str, data: Bytes) -> Result<()> {
@@ -42,6 +51,9 @@ impl Bundle {
             return Err(Error::InvalidInput(format!(
                 "{path:?} appears twice in the bundle"
             )));
+        }
+        if self.files.len() >= MAX_BUNDLE_FILES {
+            return Err(too_many());
         }
         self.files.insert(path, data);
         self.bytes = total;
@@ -63,7 +75,8 @@ impl Bundle {
         Ok(data.into())
     }
 
-    /// Reads a tar (plain) or zip body; the format is told by its first bytes.
+    /// Reads a tar (plain) or zip body; the format is told by its first bytes. Takes time in
+    /// proportion to the body (up to [`MAX_BUNDLE`]): call it from a blocking thread.
     pub fn from_archive(body: &[u8]) -> Result<Self> {
         let mut b = if body.starts_with(b"PK\x03\x04") || body.starts_with(b"PK\x05\x06") {
             Self::from_zip(body)?
@@ -112,6 +125,10 @@ impl Bundle {
             |e: zip::result::ZipError| Error::InvalidInput(format!("invalid zip archive: {e}"));
         let mut out = Self::default();
         let mut z = zip::ZipArchive::new(std::io::Cursor::new(body)).map_err(bad)?;
+        // directories count too: a bundle of that many entries is refused before any is read
+        if z.len() > 2 * MAX_BUNDLE_FILES {
+            return Err(too_many());
+        }
         for i in 0..z.len() {
             let mut f = z.by_index(i).map_err(bad)?;
             if f.is_dir() {

@@ -1,8 +1,8 @@
 //! Small blocks read recently, kept in memory by CID: the directory nodes and file roots that
 //! every invocation and every listing reads first. Reading one from disk costs a trip to a
 //! blocking thread and a file open; from here it costs a lookup. A block never changes under its
-//! CID, so an entry is never stale; nothing in ipfaas deletes blocks (a garbage collector, if
-//! one is added, must clear this cache). When the cache is full it starts over rather than
+//! CID, so an entry is never stale while the block is stored; a garbage collection clears the
+//! cache. When the cache is full it starts over rather than
 //! tracking recency: the entries that matter are read again at once.
 
 use bytes::Bytes;
@@ -35,6 +35,11 @@ impl SmallBlocks {
             map.clear();
         }
         map.insert(*cid, data.clone());
+    }
+
+    /// Forgets every block (a garbage collection removed some).
+    pub fn clear(&self) {
+        self.lock().clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Cid, Bytes>> {

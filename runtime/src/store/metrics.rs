@@ -20,6 +20,10 @@ pub struct StoreMetrics {
     pub read_seconds: Histogram,
     /// `ipfaas_store_fetched_blocks_total`: blocks fetched from peers over bitswap.
     pub fetched_blocks: IntCounter,
+    /// `ipfaas_store_gc_runs_total`: garbage collections.
+    pub gc_runs: IntCounter,
+    /// `ipfaas_store_gc_removed_bytes_total`: bytes of blocks garbage collections removed.
+    pub gc_removed_bytes: IntCounter,
 }
 
 fn buckets() -> Vec<f64> {
@@ -80,6 +84,17 @@ impl StoreMetrics {
                 IntCounter::new(
                     "ipfaas_store_fetched_blocks_total",
                     "Blocks fetched from peers",
+                )?,
+            )?,
+            gc_runs: register(
+                r,
+                IntCounter::new("ipfaas_store_gc_runs_total", "Garbage collections")?,
+            )?,
+            gc_removed_bytes: register(
+                r,
+                IntCounter::new(
+                    "ipfaas_store_gc_removed_bytes_total",
+                    "Bytes of unpinned blocks removed by garbage collections",
                 )?,
             )?,
         })

@@ -14,6 +14,7 @@ pub mod add;
 pub mod blockstore;
 mod cache;
 pub mod export;
+pub mod gc;
 mod listing;
 pub mod metrics;
 pub mod pins;
@@ -56,6 +57,8 @@ pub struct StoreConfig {
     pub fetch_timeout: Duration,
     /// Never ask peers; a missing block is "not found" at once.
     pub offline: bool,
+    /// Collect garbage (see [`gc`]) when the blocks stored pass 90% of this many bytes.
+    pub storage_max: Option<u64>,
     /// Request-response protocols spoken over libp2p besides the IPFS ones (the invocations
     /// between ipfaas nodes: see [`crate::invoke::remote::protocol`]). The first is the one
     /// requests and responses without a named protocol travel on.
@@ -84,6 +87,7 @@ impl StoreConfig {
             bootstrap: vec![],
             fetch_timeout: Duration::ZERO,
             offline: true,
+            storage_max: None,
             protocols: vec![],
         }
     }
@@ -111,6 +115,12 @@ struct Inner {
     announce: Option<tokio::sync::mpsc::Sender<Cid>>,
     /// Directory nodes and file roots read recently.
     small: cache::SmallBlocks,
+    /// Held shared by each add from its first block to its pin, exclusively by a garbage
+    /// collection (see [`gc`]).
+    gc_lock: std::sync::RwLock<()>,
+    /// Roots of adds written without a pin that wait for one ([`Store::sync_and_pin`]): a
+    /// collection keeps them.
+    unpinned: std::sync::Mutex<std::collections::HashSet<Cid>>,
     _lock: File,
 }
 
@@ -245,6 +255,8 @@ impl Store {
                 protocols: cfg.protocols.iter().map(|p| p.name).collect(),
                 announce,
                 small: cache::SmallBlocks::default(),
+                gc_lock: Default::default(),
+                unpinned: Default::default(),
                 _lock: lock,
             }),
             fetch: true,
@@ -262,6 +274,9 @@ impl Store {
                 m.bytes.add(bytes as i64);
             }
         });
+        if let Some(max) = cfg.storage_max {
+            gc::spawn_auto_gc(&store, max);
+        }
         // Announce what is pinned (best effort, in the background).
         if store.inner.announce.is_some() {
             let s = store.clone();
@@ -402,12 +417,20 @@ impl Store {
     {
         let inner = &self.inner;
         let (pin, pin_durable) = (opts.pin, opts.pin && opts.durable);
+        // a pin-to-be: its roots wait for `sync_and_pin`, and collections keep them meanwhile
+        let pending = !opts.pin && !opts.durable;
+        // no collection runs between the first block and the pin (see `gc`)
+        let _no_gc = inner.gc_lock.read().unwrap_or_else(|p| p.into_inner());
         let mut adder = Adder::new(&inner.blocks, opts);
         feed(&mut adder)?;
         let out = adder.finish()?;
         let roots: Vec<Cid> = out.roots.iter().map(|r| r.cid).collect();
         if pin {
             inner.pins.add(&roots)?;
+        }
+        if pending {
+            let mut u = inner.unpinned.lock().unwrap_or_else(|p| p.into_inner());
+            u.extend(roots.iter().copied());
         }
         let m = &inner.metrics;
         m.add_seconds.observe(t.elapsed().as_secs_f64());
@@ -421,13 +444,19 @@ impl Store {
     }
 
     /// Makes every block written so far durable (one `syncfs`), then pins `cids`: the second half
-    /// of an add made with `durable: false`.
+    /// of an add made with `durable: false` (whose roots, when it did not pin, a garbage
+    /// collection keeps until then).
     pub async fn sync_and_pin(&self, cids: Vec<Cid>) -> Result<()> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
             blockstore::sync_filesystem(inner.blocks.root())?;
             if !cids.is_empty() {
+                let _no_gc = inner.gc_lock.read().unwrap_or_else(|p| p.into_inner());
                 inner.pins.add(&cids)?;
+                let mut u = inner.unpinned.lock().unwrap_or_else(|p| p.into_inner());
+                for c in &cids {
+                    u.remove(c);
+                }
             }
             Ok(())
         })
@@ -435,7 +464,8 @@ impl Store {
         .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?
     }
 
-    /// Unpins `cid`; `false` if it was not pinned. Its blocks stay on disk.
+    /// Unpins `cid`; `false` if it was not pinned. Its blocks stay on disk until a garbage
+    /// collection ([`Store::gc`]) finds no other pin reaching them.
     pub async fn unpin(&self, cid: &Cid) -> Result<bool> {
         let inner = self.inner.clone();
         let cid = *cid;

@@ -4,7 +4,7 @@
 pub mod add;
 
 use crate::api::error::{ApiError, ApiResult};
-use crate::api::{App, Body, Query, json, stream_body};
+use crate::api::{App, Body, Query, full, json, stream_body};
 use base64::Engine;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode, header};
@@ -136,10 +136,25 @@ pub fn version() -> Response<Body> {
     )
 }
 
-pub async fn pin_ls(app: &Arc<App>, _req: Request<Incoming>) -> ApiResult<Response<Body>> {
-    let keys: serde_json::Map<String, serde_json::Value> = app
-        .store
-        .pins()?
+pub async fn pin_ls(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
+    // with `arg`: those CIDs only, each of which must be pinned (as Kubo answers)
+    let q = Query::parse(req.uri());
+    let wanted: Vec<cid::Cid> = q
+        .all("arg")
+        .iter()
+        .map(|a| Ok(IpfsPath::parse(a)?.root))
+        .collect::<ApiResult<_>>()?;
+    let pins = if wanted.is_empty() {
+        app.store.pins()?
+    } else {
+        for c in &wanted {
+            if !app.store.is_pinned(c) {
+                return Err(ApiError::bad_request(format!("{c} is not pinned")));
+            }
+        }
+        wanted
+    };
+    let keys: serde_json::Map<String, serde_json::Value> = pins
         .into_iter()
         .map(|c| (c.to_string(), json!({"Type": "recursive"})))
         .collect();
@@ -160,6 +175,39 @@ pub async fn pin_rm(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Respons
         return Err(ApiError::bad_request(format!("{cid} is not pinned")));
     }
     Ok(json(StatusCode::OK, &json!({ "Pins": [cid.to_string()] })))
+}
+
+/// `repo/gc`, as Kubo answers it: one `{"Key": {"/": cid}}` line per removed block (none with
+/// `quiet`). Blocks no pin reaches are removed; adds wait while it runs.
+pub async fn repo_gc(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
+    app.authorize(req.headers())?;
+    let q = Query::parse(req.uri());
+    let quiet = q.bool("quiet", false)?;
+    let report = app.store.gc().await?;
+    let mut out = String::new();
+    if !quiet {
+        for c in &report.removed {
+            out.push_str(&json!({ "Key": { "/": c.to_string() } }).to_string());
+            out.push('\n');
+        }
+    }
+    let mut r = Response::new(full(out));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(r)
+}
+
+/// `POST /v1/repo/gc`: the same collection, answered with what it did (blocks and bytes
+/// removed, blocks kept, roots, time).
+pub async fn repo_gc_summary(app: &Arc<App>, req: &Request<Incoming>) -> ApiResult<Response<Body>> {
+    app.authorize(req.headers())?;
+    let report = app.store.gc().await?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::to_value(&report).unwrap_or_default(),
+    ))
 }
 
 /// `swarm/peers`, as Kubo answers it: one entry per connected peer.

@@ -77,7 +77,7 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new(
                         "ipfaas_docker_exits_total",
-                        "Container exits by code (oom, timeout)",
+                        "Container exits by code (oom, timeout, outputs: stopped over the /outputs quotas)",
                     ),
                     &["code"],
                 )?,
@@ -124,7 +124,10 @@ struct Inner {
     cfg: DockerConfig,
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
-    export_lock: tokio::sync::Mutex<()>,
+    /// One export of a CID at a time; exports of different CIDs run side by side.
+    export_keys: crate::flight::KeyedLock,
+    /// Exports that running containers mount, by CID: never evicted while counted.
+    in_use: mount::InUse,
     metrics: Metrics,
 }
 
@@ -146,6 +149,13 @@ impl DockerExec {
         );
         let exports = repo.join("functions").join("exports");
         std::fs::create_dir_all(&exports)?;
+        // half-made and half-evicted exports of an earlier run
+        for e in std::fs::read_dir(&exports)? {
+            let e = e?;
+            if e.file_name().to_string_lossy().starts_with('.') {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
         let this = Self {
             inner: Arc::new(Inner {
                 docker,
@@ -155,7 +165,8 @@ impl DockerExec {
                 slots: Arc::new(Semaphore::new(cfg.containers)),
                 cfg,
                 waiting: AtomicUsize::new(0),
-                export_lock: tokio::sync::Mutex::new(()),
+                export_keys: Default::default(),
+                in_use: Default::default(),
                 metrics: Metrics::new(registry).map_err(metrics_error)?,
             }),
         };

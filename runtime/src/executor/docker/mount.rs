@@ -8,18 +8,56 @@ use crate::store::Store;
 use crate::unixfs::limits::over_limit;
 use crate::unixfs::read::Kind;
 use cid::Cid;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Counts, per CID, the containers that mount its export.
+pub(super) type InUse = Arc<Mutex<HashMap<String, usize>>>;
+
+/// A running invocation's hold on an export: while it lives, the export is not evicted.
+pub(super) struct Lease {
+    in_use: InUse,
+    key: String,
+}
+
+impl Lease {
+    fn new(in_use: &InUse, key: &str) -> Self {
+        *in_use
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.to_string())
+            .or_default() += 1;
+        Self {
+            in_use: in_use.clone(),
+            key: key.to_string(),
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut m = self.in_use.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.key);
+            }
+        }
+    }
+}
 
 impl DockerExec {
-    /// Exports `cid` under the cache (once); returns the directory to mount and the path of the
-    /// input inside the container.
+    /// Exports `cid` under the cache (once); returns the hold on it, the directory to mount and
+    /// the path of the input inside the container. Concurrent invocations on one CID share
+    /// one export; exports of different CIDs run side by side.
     ///
     /// Layout: `exports/<cid>/tree/` is what the container sees, exactly the input; the cache's
     /// own bookkeeping (`exports/<cid>/complete`, whose mtime is the last use) sits beside it,
     /// never inside what is mounted.
-    pub(super) async fn export(&self, store: &Store, cid: Cid) -> Result<(PathBuf, String)> {
-        let _g = self.inner.export_lock.lock().await;
+    pub(super) async fn export(&self, store: &Store, cid: Cid) -> Result<(Lease, PathBuf, String)> {
         let key = cid.to_string();
+        let _one = self.inner.export_keys.lock(&key).await;
         let dir = self.inner.exports.join(&key);
         let kind = store.stat(&cid).await?;
         let inside = match &kind {
@@ -31,13 +69,15 @@ impl DockerExec {
                 )));
             }
         };
+        // held before the export is looked at: from here on it is not evicted
+        let lease = Lease::new(&self.inner.in_use, &key);
         let marker = dir.join(EXPORT_MARKER);
         if marker.is_file() {
             self.inner.metrics.export_hits.inc();
             // mark as recently used for eviction
             let _ = std::fs::File::open(&marker)
                 .and_then(|f| f.set_modified(std::time::SystemTime::now()));
-            return Ok((dir.join(EXPORT_TREE), inside));
+            return Ok((lease, dir.join(EXPORT_TREE), inside));
         }
         let staging = self
             .inner
@@ -67,12 +107,18 @@ impl DockerExec {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::rename(&staging, &dir)?;
         self.inner.metrics.export_bytes.inc_by(bytes);
-        self.evict(&key)?;
-        Ok((dir.join(EXPORT_TREE), inside))
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.evict())
+            .await
+            .map_err(crate::error::io_err)??;
+        Ok((lease, dir.join(EXPORT_TREE), inside))
     }
 
-    /// Drops least recently used exports until the cache fits its size (never `keep`).
-    fn evict(&self, keep: &str) -> Result<()> {
+    /// Drops least recently used exports until the cache fits its size, never one that a
+    /// running container mounts. Blocking.
+    fn evict(&self) -> Result<()> {
+        static EVICTING: Mutex<()> = Mutex::new(());
+        let _one = EVICTING.lock().unwrap_or_else(|p| p.into_inner());
         let mut entries = Vec::new();
         let mut total = 0u64;
         for e in std::fs::read_dir(&self.inner.exports)? {
@@ -93,10 +139,17 @@ impl DockerExec {
             if total <= self.inner.cfg.export_cache {
                 break;
             }
-            if name != keep {
-                let _ = std::fs::remove_dir_all(path);
-                total -= size;
+            // taken out of the cache under the lease map's lock, so no invocation can lease
+            // it meanwhile (one that looks after this finds it gone and exports again)
+            let doomed = self.inner.exports.join(format!(".evicted.{name}"));
+            {
+                let in_use = self.inner.in_use.lock().unwrap_or_else(|p| p.into_inner());
+                if in_use.contains_key(&name) || std::fs::rename(&path, &doomed).is_err() {
+                    continue;
+                }
             }
+            let _ = std::fs::remove_dir_all(&doomed);
+            total -= size;
         }
         Ok(())
     }

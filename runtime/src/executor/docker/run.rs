@@ -116,7 +116,8 @@ impl DockerExec {
                     .map_err(|_| io_err("shutting down"))?
             }
         };
-        let (export, inside) = self.export(store, input).await?;
+        // held until the container is gone: its input is not evicted under it
+        let (_lease, export, inside) = self.export(store, input).await?;
 
         let mut env: Vec<String> = def.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         env.extend(secrets);
@@ -189,7 +190,9 @@ impl DockerExec {
             .await
             .map_err(|_| io_err("the container's creation was lost"))?
             .map_err(engine_err)?;
-        let r = self.run_created(&container.id, l, t0).await;
+        let r = self
+            .run_created(&container.id, container.outputs(), l, t0)
+            .await;
         let t = Instant::now();
         let outputs = container.remove().await;
         let teardown_extra = t.elapsed();
@@ -202,6 +205,7 @@ impl DockerExec {
     async fn run_created(
         &self,
         id: &str,
+        outputs: std::path::PathBuf,
         l: DockerLimits,
         t0: Instant,
     ) -> Result<DockerOutcome, ExecError> {
@@ -232,13 +236,16 @@ impl DockerExec {
             Duration::from_millis(l.timeout_ms),
             d.wait_container(id, None::<bollard::query_parameters::WaitContainerOptions>)
                 .collect::<Vec<_>>(),
-        )
-        .await;
+        );
+        // the quotas of `/outputs` hold while the container writes, not only when it is done
+        let (timed_out, refused) = tokio::select! {
+            w = waited => (w.is_err(), None),
+            reason = watch_outputs(outputs) => (false, Some(reason)),
+        };
         let run = t1.elapsed();
         inner.metrics.run.observe(run.as_secs_f64());
         let t2 = Instant::now();
-        let timed_out = waited.is_err();
-        if timed_out {
+        if timed_out || refused.is_some() {
             let _ = d
                 .kill_container(
                     id,
@@ -257,6 +264,10 @@ impl DockerExec {
                     return Err(io_err("the container's output stream did not end").into());
                 }
             };
+        if let Some(reason) = refused {
+            inner.metrics.exits.with_label_values(&["outputs"]).inc();
+            return Err(ExecError::OutputsRefused { reason });
+        }
         if timed_out {
             inner.metrics.exits.with_label_values(&["timeout"]).inc();
             return Err(ExecError::Timeout {
@@ -311,6 +322,27 @@ impl DockerExec {
     }
 }
 
+/// Watches a running container's `/outputs` against the quotas (see [`check_quota`]); returns
+/// why, once it is over them. It looks every [`WATCH_EVERY`], or less often when a look takes
+/// long (a look costs a `stat` per entry), so a container can write only what it writes in
+/// that time past a quota before it is killed. Looks that fail (a file removed while listed)
+/// are retried.
+async fn watch_outputs(dir: std::path::PathBuf) -> String {
+    loop {
+        let t = Instant::now();
+        let d = dir.clone();
+        if let Ok(Err(ExecError::OutputsRefused { reason })) =
+            tokio::task::spawn_blocking(move || check_quota(&d)).await
+        {
+            return reason;
+        }
+        tokio::time::sleep(WATCH_EVERY.max(t.elapsed() * 4)).await;
+    }
+}
+
+/// How often a running container's `/outputs` is checked against the quotas, at most.
+pub const WATCH_EVERY: Duration = Duration::from_millis(250);
+
 /// Counts an invocation as waiting for a container while it lives.
 struct Waiting<'a>(&'a AtomicUsize);
 
@@ -347,6 +379,12 @@ impl Container {
             held: Some((slot, outputs)),
             active: active.clone(),
         }
+    }
+
+    /// Its `/outputs` on the host.
+    fn outputs(&self) -> std::path::PathBuf {
+        let (_, outputs) = self.held.as_ref().expect("held until removed");
+        outputs.path().to_path_buf()
     }
 
     /// Removes the container; returns its `/outputs`.

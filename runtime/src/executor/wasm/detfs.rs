@@ -13,7 +13,6 @@
 #![allow(clippy::too_many_arguments)]
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, OnceLock};
 use wasmtime::component::{HasData, Linker, Resource};
 use wasmtime_wasi::filesystem::{WasiFilesystemCtxView, WasiFilesystemView};
 use wasmtime_wasi::p2::bindings::clocks::wall_clock::Datetime;
@@ -46,7 +45,7 @@ pub struct StoreFs {
 }
 
 enum Listings<'a> {
-    /// In one map for the whole process: builds run one at a time.
+    /// In the build thread's own map: a build makes every host call on its own thread.
     Shared,
     /// In the store's own state: invocations run side by side, with overlapping handles.
     Own(&'a mut StoreFs),
@@ -55,7 +54,7 @@ enum Listings<'a> {
 impl DetFsView<'_> {
     fn listings<R>(&mut self, f: impl FnOnce(&mut SortedListings) -> R) -> R {
         match &mut self.1 {
-            Listings::Shared => f(&mut shared()),
+            Listings::Shared => BUILD_LISTINGS.with_borrow_mut(f),
             Listings::Own(s) => f(&mut s.listings),
         }
     }
@@ -116,12 +115,10 @@ pub fn add_to_linker<T: WasiFilesystemView + 'static>(
     types::add_to_linker::<T, DetFs>(linker, |t| DetFsView(t.filesystem(), Listings::Shared))
 }
 
-/// The build's listings. A handle is removed when the guest drops its stream.
-fn shared() -> MutexGuard<'static, SortedListings> {
-    static M: OnceLock<Mutex<SortedListings>> = OnceLock::new();
-    M.get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+thread_local! {
+    /// The build's listings (one thread per build, see `load::run_build`). A handle is removed
+    /// when the guest drops its stream.
+    static BUILD_LISTINGS: std::cell::RefCell<SortedListings> = Default::default();
 }
 
 fn fixed_times(mut st: types::DescriptorStat) -> types::DescriptorStat {

@@ -313,9 +313,8 @@ impl WasmEngine {
             .engine
             .precompile_component(component)
             .map_err(|e| Error::InvalidInput(format!("not a valid component: {e:#}")))?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, &code)?;
-        std::fs::rename(&tmp, &path)?;
+        // a unique temp file, whole and synced before it gets the name `load` opens
+        crate::fs::write_atomic(&path, &code, true)?;
         Ok(path)
     }
 

@@ -101,35 +101,43 @@ impl WasmExec {
         let tag = builder_tag();
         let key = build_key(&tag, &bundle_cid, &site_cid);
         let build_dir = inner.dir.join("builds").join(&key);
-        // one build at a time (the pre-initialisation's clock and listings are shared); the
-        // lock goes with the build thread, so a deploy whose caller hangs up still holds it
-        // until its build has ended
-        let guard = inner.builds.clone().lock_owned().await;
+        // one build per directory at a time: a second deploy of the same bundle waits for the
+        // first and reuses its build. Both guards go with the build thread, so a deploy whose
+        // caller hangs up still holds them until its build has ended.
+        let key_guard = inner.build_keys.lock(&key).await;
         let (component, reused) = match std::fs::read_to_string(build_dir.join("component.cid")) {
             Ok(c) => (c.trim().to_string(), true),
             Err(_) => {
+                let permit = inner.builds.clone().acquire_owned().await.map_err(io_err)?;
                 let staging = tmp.path().join("build");
                 let dirs = BuildDirs {
                     support: staging.join("support"),
                     bundle: staging.join("bundle"),
                     site: staging.join("site"),
                 };
-                build::write_support(&dirs.support)?;
-                write_files(&dirs.bundle, &files)?;
-                std::fs::rename(&site, &dirs.site)?;
+                {
+                    let (support, bundle, files) =
+                        (dirs.support.clone(), dirs.bundle.clone(), files.clone());
+                    let (site, site_dir) = (site.clone(), dirs.site.clone());
+                    // up to a whole bundle's bytes: off the async workers
+                    tokio::task::spawn_blocking(move || -> Result<()> {
+                        build::write_support(&support)?;
+                        write_files(&bundle, &files)?;
+                        Ok(std::fs::rename(&site, &site_dir)?)
+                    })
+                    .await
+                    .map_err(io_err)??;
+                }
                 let out = staging.join("component.wasm");
                 let tb = Instant::now();
-                let _held = run_build(&dirs, &out, limits, guard).await?;
+                let (_key_guard, permit) =
+                    run_build(&dirs, &out, limits, (key_guard, permit)).await?;
+                drop(permit);
                 inner.metrics.build.observe(tb.elapsed().as_secs_f64());
-                let component = std::fs::read(&out)?;
-                std::fs::remove_file(&out)?;
-                let component_cid = store.add_bytes(Bytes::from(component.clone())).await?;
-                let (this, engine_cid) = (self.clone(), component_cid.clone());
-                tokio::task::spawn_blocking(move || {
-                    this.inner.engine.precompile(&engine_cid, &component)
-                })
-                .await
-                .map_err(io_err)??;
+                let component = Bytes::from(tokio::fs::read(&out).await?);
+                tokio::fs::remove_file(&out).await?;
+                let component_cid = store.add_bytes(component.clone()).await?;
+                self.compile(&component_cid, component).await?;
                 std::fs::write(staging.join("component.cid"), &component_cid)?;
                 let _ = std::fs::remove_dir_all(&build_dir);
                 std::fs::rename(&staging, &build_dir)?;
@@ -156,6 +164,9 @@ impl WasmExec {
         }
         let key = build_key(&def.builder, &def.bundle, &def.site);
         let build_dir = inner.dir.join("builds").join(&key);
+        // the first of many concurrent first invocations exports and compiles; the others wait
+        // for it and find its work done
+        let _key_guard = inner.build_keys.lock(&key).await;
         if !build_dir.join("component.cid").is_file() {
             // a function deployed elsewhere: materialise its directories from the store
             let tmp = tempfile::tempdir_in(inner.outputs.tmp())?;
@@ -167,18 +178,17 @@ impl WasmExec {
             }
             std::fs::write(tmp.path().join("component.cid"), &def.component)?;
             let staged = tmp.keep();
-            if std::fs::rename(&staged, &build_dir).is_err() {
+            let _ = std::fs::remove_dir_all(&build_dir);
+            if let Err(e) = std::fs::rename(&staged, &build_dir) {
                 let _ = std::fs::remove_dir_all(&staged);
+                return Err(e.into());
             }
         }
         if !inner.engine.is_cached(&def.component) {
             let bytes = store
                 .read_all(parse_cid(&def.component)?, MAX_BUILD_TREE)
                 .await?;
-            let (this, cid) = (self.clone(), def.component.clone());
-            tokio::task::spawn_blocking(move || this.inner.engine.precompile(&cid, &bytes))
-                .await
-                .map_err(io_err)??;
+            self.compile(&def.component, bytes).await?;
         }
         let mounts = vec![
             build_dir.join("support"),
@@ -189,13 +199,33 @@ impl WasmExec {
     }
 }
 
+impl WasmExec {
+    /// Compiles a component to native code once: concurrent callers for the same component
+    /// wait for the first, whose file they then find (written whole before it is named).
+    async fn compile(&self, component_cid: &str, component: Bytes) -> Result<()> {
+        let _one = self.inner.compiles.lock(component_cid).await;
+        if self.inner.engine.is_cached(component_cid) {
+            return Ok(());
+        }
+        let (this, cid) = (self.clone(), component_cid.to_string());
+        tokio::task::spawn_blocking(move || {
+            this.inner.metrics.compiles.inc();
+            this.inner.engine.precompile(&cid, &component)
+        })
+        .await
+        .map_err(io_err)??;
+        Ok(())
+    }
+}
+
 /// The build runs on its own thread: componentize-py's future is heavy and not `Send`.
-async fn run_build(
+/// `held` (the build's locks) goes with the thread and comes back when it ends.
+async fn run_build<G: Send + 'static>(
     dirs: &BuildDirs,
     out: &Path,
     limits: super::Limits,
-    lock: tokio::sync::OwnedMutexGuard<()>,
-) -> Result<tokio::sync::OwnedMutexGuard<()>> {
+    held: G,
+) -> Result<G> {
     let dirs = BuildDirs {
         support: dirs.support.clone(),
         bundle: dirs.bundle.clone(),
@@ -212,8 +242,8 @@ async fn run_build(
                 .build()
                 .map_err(crate::Error::from)
                 .and_then(|rt| rt.block_on(build::build(&dirs, &out, limits)));
-            // unsent (the deploy was dropped): the lock is released here, the build over
-            let _ = tx.send(r.map(|()| lock));
+            // unsent (the deploy was dropped): the locks are released here, the build over
+            let _ = tx.send(r.map(|()| held));
         })?;
     rx.await.map_err(|_| io_err("the build thread died"))?
 }

@@ -36,7 +36,9 @@ use bytes::Bytes;
 use cid::Cid;
 use job::{Active, Answered, Job};
 use mount::StoreInput;
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -134,6 +136,8 @@ pub(crate) struct WasmMetrics {
     pub stage: HistogramVec,
     /// Component builds.
     pub build: Histogram,
+    /// Components compiled to native code.
+    pub compiles: IntCounter,
     /// Instances running now.
     pub active: IntGauge,
     /// Instances invocations ran in, by when they were made.
@@ -154,6 +158,13 @@ impl WasmMetrics {
                         "Duration of a component build (componentize-py pre-initialisation)",
                     )
                     .buckets(prometheus::exponential_buckets(0.5, 2.0, 10)?),
+                )?,
+            )?,
+            compiles: register(
+                r,
+                IntCounter::new(
+                    "ipfaas_component_compiles_total",
+                    "Components compiled to native code by this node (once per component)",
                 )?,
             )?,
             active: register(
@@ -185,6 +196,11 @@ impl WasmMetrics {
     }
 }
 
+/// Component builds that may run at once. Each takes a core for its pre-initialisation and
+/// compilation and up to the function's memory limit plus about 1 GiB for the compiler; more
+/// would only slow each other down on a small machine.
+pub const MAX_BUILDS: usize = 2;
+
 /// The WASM executor: runs Python functions, each invocation in a fresh instance.
 #[derive(Clone)]
 pub struct WasmExec {
@@ -196,8 +212,12 @@ pub(crate) struct Inner {
     /// `<repo>/functions`: `builds/`, `cwasm/`, `wheels/`, the standard library.
     dir: PathBuf,
     outputs: Arc<Outputs>,
-    /// One at a time: a build takes a core and much memory.
-    builds: Arc<tokio::sync::Mutex<()>>,
+    /// Builds that may run at once: each takes a core and much memory.
+    builds: Arc<Semaphore>,
+    /// One build of a build directory at a time, and one export of a peer's function into it.
+    build_keys: crate::flight::KeyedLock,
+    /// One compilation of a component at a time.
+    compiles: crate::flight::KeyedLock,
     /// Instances that may run at once.
     slots: Arc<Semaphore>,
     ready: ready::ReadyPool<Instance>,
@@ -229,7 +249,9 @@ impl WasmExec {
                 engine,
                 dir: dir.to_path_buf(),
                 outputs,
-                builds: Arc::new(tokio::sync::Mutex::new(())),
+                builds: Arc::new(Semaphore::new(MAX_BUILDS)),
+                build_keys: Default::default(),
+                compiles: Default::default(),
                 slots: Arc::new(Semaphore::new(instances as usize)),
                 ready: ready::ReadyPool::new(metrics.ready.clone()),
                 refill: job::refill_threads()?,

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use wasmtime::component::{HasData, Linker, Resource};
 use wasmtime_wasi::clocks::{WasiClocksCtxView, WasiClocksView};
 use wasmtime_wasi::p2::DynPollable;
@@ -56,8 +56,8 @@ pub const MIN_INIT_TIME: std::time::Duration = std::time::Duration::from_secs(60
 /// millions of units.
 pub const MIN_INIT_FUEL: u64 = 10_000_000_000;
 
-/// The longest a pre-initialisation may run, whatever the function's own limit: builds run
-/// one at a time, so this is how long one deploy can hold up the next.
+/// The longest a pre-initialisation may run, whatever the function's own limit: builds share
+/// [`super::MAX_BUILDS`] slots, so this is how long one deploy can hold up another.
 pub const MAX_INIT_TIME: std::time::Duration = std::time::Duration::from_secs(600);
 /// The largest fuel budget of a pre-initialisation.
 pub const MAX_INIT_FUEL: u64 = 1_000_000_000_000;
@@ -150,27 +150,31 @@ impl HasData for DetClock {
     type Data<'a> = DetClockView<'a>;
 }
 
-/// One clock for every build: builds run one at a time, and each starts it at 0.
-static MONO: LazyLock<VirtualTime> = LazyLock::new(VirtualTime::default);
+thread_local! {
+    /// The build's clock. Each build runs its pre-initialisation on a thread of its own (see
+    /// `load::run_build`), where every host call is made, and builds run side by side: the
+    /// clock is the thread's.
+    static MONO: VirtualTime = VirtualTime::default();
+}
 
 impl monotonic_clock::Host for DetClockView<'_> {
     fn now(&mut self) -> wasmtime::Result<u64> {
-        Ok(MONO.now())
+        Ok(MONO.with(VirtualTime::now))
     }
     fn resolution(&mut self) -> wasmtime::Result<u64> {
         Ok(1_000)
     }
     fn subscribe_instant(&mut self, when: u64) -> wasmtime::Result<Resource<DynPollable>> {
-        MONO.subscribe_instant(self.0.table, when)
+        MONO.with(|m| m.subscribe_instant(self.0.table, when))
     }
     fn subscribe_duration(&mut self, d: u64) -> wasmtime::Result<Resource<DynPollable>> {
-        MONO.subscribe_duration(self.0.table, d)
+        MONO.with(|m| m.subscribe_duration(self.0.table, d))
     }
 }
 
 /// WASI for the pre-initialisation, with clocks and random sources that never change.
 fn deterministic_wasi(linker: &mut Linker<componentize_py::Ctx>) -> anyhow::Result<()> {
-    MONO.reset();
+    MONO.with(VirtualTime::reset);
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     linker.allow_shadowing(true);
     const V: &str = "0.2.12";
