@@ -6,7 +6,8 @@
 //! A collection marks every block reachable from the pins, and from the roots of adds that are
 //! written but not yet pinned (a published output waits for its group commit), then removes
 //! every other block file. Adds and collections exclude each other (a read-write lock: an add
-//! holds it shared from its first block to its pin, a collection exclusively), so an add
+//! holds it shared from its first block to its pin, a collection exclusively, taken only when
+//! no add is in progress, so a collection never makes adds queue behind a slow one), so an add
 //! never pins a DAG whose blocks a collection removed meanwhile, not even blocks it found
 //! already stored. Reads are not held up: a block removed under a read is fetched again from
 //! peers, as any block that is not here.
@@ -22,6 +23,9 @@ use std::time::{Duration, Instant};
 /// The dag-pb codec: blocks whose links a collection follows. Raw blocks have none; blocks of
 /// other codecs (this node makes none) are kept or removed as a whole, their links not followed.
 const DAG_PB: u64 = 0x70;
+
+/// How long a collection waits for a moment with no add in progress before it gives up.
+pub const LOCK_PATIENCE: Duration = Duration::from_secs(60);
 
 /// What one collection did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -68,8 +72,25 @@ impl Store {
 /// One collection (blocking).
 fn collect(inner: &Inner) -> Result<GcReport> {
     let t = Instant::now();
-    // exclusive: no add is between its first block and its pin while this runs
-    let _adds_wait = inner.gc_lock.write().unwrap_or_else(|p| p.into_inner());
+    // exclusive: no add is between its first block and its pin while this runs. Taken by
+    // trying rather than waiting: a writer waiting on the lock would hold up every new add
+    // behind the slowest add in progress (one whose client sends its body slowly).
+    let give_up = t + LOCK_PATIENCE;
+    let _adds_wait = loop {
+        match inner.gc_lock.try_write() {
+            Ok(g) => break g,
+            Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) if Instant::now() < give_up => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return Err(crate::error::Error::Unavailable(format!(
+                    "garbage collection: adds kept running for {} s without a pause; try again later",
+                    LOCK_PATIENCE.as_secs()
+                )));
+            }
+        }
+    };
     let mut roots: Vec<Cid> = inner.pins.list()?;
     roots.extend(
         inner
