@@ -167,6 +167,10 @@ impl WasmExec {
         // the first of many concurrent first invocations exports and compiles; the others wait
         // for it and find its work done
         let _key_guard = inner.build_keys.lock(&key).await;
+        // loaded meanwhile by the invocation this one waited for
+        if let Some(l) = inner.engine.loaded(&def.component) {
+            return Ok(l);
+        }
         if !build_dir.join("component.cid").is_file() {
             // a function deployed elsewhere: materialise its directories from the store
             let tmp = tempfile::tempdir_in(inner.outputs.tmp())?;
@@ -197,9 +201,7 @@ impl WasmExec {
         ];
         inner.engine.load(&def.component, mounts)
     }
-}
 
-impl WasmExec {
     /// Compiles a component to native code once: concurrent callers for the same component
     /// wait for the first, whose file they then find (written whole before it is named).
     async fn compile(&self, component_cid: &str, component: Bytes) -> Result<()> {
