@@ -379,6 +379,7 @@ async fn missing_blocks_are_not_found_after_the_configured_wait() {
         fetch_timeout: Duration::from_millis(700),
         offline: false,
         storage_max: None,
+        p2p_max_memory: None,
         protocols: vec![],
     };
     let store = Store::open(cfg, &prometheus::Registry::new())

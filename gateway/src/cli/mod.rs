@@ -195,6 +195,10 @@ pub struct ServeArgs {
     /// by `ipfaas repo gc`]
     #[arg(long, value_parser = parse_size)]
     pub storage_max: Option<u64>,
+    /// Refuse new libp2p connections (accepted and dialled) while the node's resident memory
+    /// is past this size, e.g. 4GiB [default: 80% of the machine's memory]
+    #[arg(long, value_parser = parse_size)]
+    pub p2p_max_memory: Option<u64>,
     /// HTTP connections served at once; more wait in the kernel's backlog until one closes
     #[arg(long, default_value_t = crate::api::conn::MAX_CONNECTIONS)]
     pub max_connections: usize,

@@ -141,6 +141,7 @@ pub(super) async fn serve(
         fetch_timeout: args.fetch_timeout,
         offline: args.offline,
         storage_max: args.storage_max,
+        p2p_max_memory: args.p2p_max_memory,
         protocols: vec![ipfaas_runtime::invoke::remote::protocol()],
     };
     let store = Store::open(cfg, &registry).await?;

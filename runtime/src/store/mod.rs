@@ -27,9 +27,10 @@ use blockstore::FlatFs;
 use bytes::Bytes;
 use cid::Cid;
 use futures::StreamExt;
+use libp2p_memory_connection_limits as memory_limits;
 use metrics::StoreMetrics;
 use pins::Pins;
-use rust_ipfs::builder::DefaultIpfsBuilder;
+use rust_ipfs::builder::IpfsBuilder;
 use rust_ipfs::{DhtMode, Ipfs, Keypair, Multiaddr, PeerId, RequestResponseConfig};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -43,6 +44,10 @@ pub const MAX_PENDING_INCOMING: u32 = 128;
 pub const MAX_ESTABLISHED_INCOMING: u32 = 1024;
 /// Established libp2p connections to one peer, at most (both directions).
 pub const MAX_CONNECTIONS_PER_PEER: u32 = 8;
+/// The default memory bound on new libp2p connections: the node's resident memory as a share
+/// of the machine's. Past it the node keeps the connections it has (and answers on them) but
+/// neither accepts nor dials new ones, so a flood of peers cannot push it into the OOM killer.
+pub const DEFAULT_P2P_MEMORY_PERCENT: f64 = 0.8;
 
 /// Where the store keeps its repo and how its node joins the network.
 #[derive(Debug, Clone)]
@@ -59,6 +64,9 @@ pub struct StoreConfig {
     pub offline: bool,
     /// Collect garbage (see [`gc`]) when the blocks stored pass 90% of this many bytes.
     pub storage_max: Option<u64>,
+    /// New libp2p connections (in and out) are refused while the process's resident memory is
+    /// past this many bytes; `None` = [`DEFAULT_P2P_MEMORY_PERCENT`] of the machine's memory.
+    pub p2p_max_memory: Option<u64>,
     /// Request-response protocols spoken over libp2p besides the IPFS ones (the invocations
     /// between ipfaas nodes: see [`crate::invoke::remote::protocol`]). The first is the one
     /// requests and responses without a named protocol travel on.
@@ -88,6 +96,7 @@ impl StoreConfig {
             fetch_timeout: Duration::ZERO,
             offline: true,
             storage_max: None,
+            p2p_max_memory: None,
             protocols: vec![],
         }
     }
@@ -186,7 +195,8 @@ impl Store {
         let blocks = FlatFs::open(repo.join("blockstore"))?;
         let pins = Pins::open(repo.join("pins"))?;
 
-        let mut b = DefaultIpfsBuilder::with_keypair(&keypair)
+        let memory_limit = cfg.p2p_max_memory;
+        let mut b = IpfsBuilder::<memory_limits::Behaviour>::with_keypair(&keypair)
             .map_err(|e| Error::Node(e.to_string()))?
             .set_path(&repo)
             .with_bitswap()
@@ -206,6 +216,17 @@ impl Store {
                 l.with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
                     .with_max_established_incoming(Some(MAX_ESTABLISHED_INCOMING))
                     .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+            });
+            // ... and what the node as a whole may hold when a peer opens one more.
+            b = b.with_custom_behaviour(move |_| {
+                Ok(match memory_limit {
+                    Some(max) => memory_limits::Behaviour::with_max_bytes(
+                        usize::try_from(max).unwrap_or(usize::MAX),
+                    ),
+                    None => {
+                        memory_limits::Behaviour::with_max_percentage(DEFAULT_P2P_MEMORY_PERCENT)
+                    }
+                })
             });
             // Kademlia (the standard /ipfs/kad/1.0.0) so a node finds who holds a CID, and
             // the caller's request-response protocols (invocations between ipfaas nodes).
