@@ -137,6 +137,21 @@ async fn three_nodes_share_data_and_functions_forward_and_verify() {
     assert_eq!(metric(&b, "ipfaas_build_duration_seconds_count").await, 0.0);
     assert_eq!(metric(&c, "ipfaas_build_duration_seconds_count").await, 0.0);
     assert!(metric(&a, "ipfaas_build_duration_seconds_count").await >= 1.0);
+    // B gives A's function a name of its own, without a build: fetched, pinned, runnable
+    let r = client()
+        .put(format!("{}/v1/functions/digest-of-a", b.url))
+        .json(&serde_json::json!({ "function_cid": fcid }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, named_cid, _) =
+        invoke_ok(&b, "digest-of-a", &format!("cid={small_cid}&cache=false")).await;
+    assert_eq!(named_cid, here_cid);
+    assert!(cli_ok(&rb, &["pin", "ls"]).contains(&fcid));
+    let vs = get_json(&format!("{}/v1/functions/digest-of-a/versions", b.url)).await;
+    assert_eq!(vs["versions"][0]["how"], "point", "{vs}");
+    assert_eq!(metric(&b, "ipfaas_build_duration_seconds_count").await, 0.0);
     assert!(metric(&c, "ipfaas_bitswap_received_bytes_total").await > 1e6);
     assert!(metric(&a, "ipfaas_bitswap_sent_bytes_total").await > 1e6);
 

@@ -30,11 +30,19 @@ pub struct Deployed {
 }
 
 impl Functions {
-    /// Deploys a bundle under `name` (or the name in its `ipfaas.toml`).
-    pub async fn deploy(&self, name: Option<String>, bundle: Bundle) -> Result<Deployed> {
+    /// Deploys a bundle under `name` (or the name in its `ipfaas.toml`), as a new version made
+    /// by `by` (see [`crate::registry::names::token_id`]).
+    pub async fn deploy(
+        &self,
+        name: Option<String>,
+        bundle: Bundle,
+        by: Option<&str>,
+    ) -> Result<Deployed> {
         let manifest = bundle.manifest()?;
         let limits = match manifest.spec {
-            Spec::Docker(spec) => return self.deploy_docker(name.or(manifest.name), spec).await,
+            Spec::Docker(spec) => {
+                return self.deploy_docker(name.or(manifest.name), spec, by).await;
+            }
             Spec::Python(limits) => limits,
         };
         let t = Instant::now();
@@ -49,6 +57,7 @@ impl Functions {
             None => Vec::new(),
         };
         let inner = &self.inner;
+        let _no_purge = inner.lifecycle.read().await;
         let built = inner
             .wasm
             .build(&inner.store, bundle.files, requirements, limits)
@@ -56,7 +65,7 @@ impl Functions {
         let (component_cid, bundle_cid) = (built.def.component.clone(), built.def.bundle.clone());
         let function_cid = inner
             .registry
-            .register(&inner.store, &name, Def::Python(built.def))
+            .register(&inner.store, &name, Def::Python(built.def), by)
             .await?;
         Ok(Deployed {
             name,
@@ -74,6 +83,7 @@ impl Functions {
         &self,
         name: Option<String>,
         manifest: serde_json::Value,
+        by: Option<&str>,
     ) -> Result<Deployed> {
         if manifest.get("kind").is_none() {
             return Err(Error::InvalidInput(
@@ -82,7 +92,7 @@ impl Functions {
         }
         let m = Manifest::from_json(manifest)?;
         match m.spec {
-            Spec::Docker(spec) => self.deploy_docker(name.or(m.name), spec).await,
+            Spec::Docker(spec) => self.deploy_docker(name.or(m.name), spec, by).await,
             Spec::Python(_) => Err(Error::InvalidInput(
                 "a JSON manifest deploys a Docker function (\"kind\": \"docker\"); a Python function is deployed as a bundle".into(),
             )),
@@ -90,7 +100,12 @@ impl Functions {
     }
 
     /// Pins the image by ID and registers the definition.
-    async fn deploy_docker(&self, name: Option<String>, spec: DockerSpec) -> Result<Deployed> {
+    async fn deploy_docker(
+        &self,
+        name: Option<String>,
+        spec: DockerSpec,
+        by: Option<&str>,
+    ) -> Result<Deployed> {
         let t = Instant::now();
         let name = named(name, "set `name`")?;
         let image_id = self.docker()?.resolve_image(&spec.image).await?;
@@ -112,9 +127,10 @@ impl Functions {
             .map_err(|e| Error::InvalidInput(format!("docker function: {e}")))?;
         let limits = serde_json::to_value(def.limits).map_err(io_err)?;
         let inner = &self.inner;
+        let _no_purge = inner.lifecycle.read().await;
         let function_cid = inner
             .registry
-            .register(&inner.store, &name, Def::Docker(def))
+            .register(&inner.store, &name, Def::Docker(def), by)
             .await?;
         Ok(Deployed {
             name,

@@ -11,8 +11,8 @@
 //!   [`executor::docker`] (any image; the input is a read-only mount).
 //! - [`registry`] — names, definitions, bundles and manifests; [`secrets`] — values Docker
 //!   functions get at run time that are not content-addressed.
-//! - [`deploy`] and [`invoke`] — the [`Functions`] facade: deploy, invoke, cache, publish,
-//!   forward to peers, verify.
+//! - [`deploy`], [`lifecycle`] and [`invoke`] — the [`Functions`] facade: deploy, versions,
+//!   rollback and removal, invoke, cache, publish, forward to peers, verify.
 //! - [`net`] — the network of nodes: bootstrap peers, DHT lookups.
 
 #![warn(missing_docs)]
@@ -23,6 +23,7 @@ pub mod executor;
 pub(crate) mod flight;
 pub(crate) mod fs;
 pub mod invoke;
+pub mod lifecycle;
 pub(crate) mod metrics;
 pub mod net;
 pub mod path;

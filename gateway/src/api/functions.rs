@@ -2,6 +2,7 @@
 //! (`POST /v1/functions/{name|cid}/invoke`), and asynchronous jobs (`GET /v1/jobs/{id}`).
 
 use super::error::{ApiError, ApiResult};
+use super::lifecycle;
 use super::{App, Body, Query, full, json, read_limited};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -49,6 +50,14 @@ pub async fn route(
         (Method::POST, ["functions"]) => ("deploy", deploy(app, req).await),
         (Method::GET, ["functions"]) => ("functions", list(app).await),
         (Method::GET, ["functions", f]) => ("function", show(app, &req, f).await),
+        (Method::DELETE, ["functions", f]) => {
+            ("function_rm", lifecycle::remove(app, &req, f).await)
+        }
+        (Method::PUT, ["functions", f]) => {
+            let f = f.to_string();
+            ("function_point", lifecycle::point(app, req, &f).await)
+        }
+        (Method::GET, ["functions", f, "versions"]) => ("versions", lifecycle::versions(app, f)),
         (Method::GET, ["secrets"]) => ("secrets", super::secrets::list(app, &req)),
         (Method::PUT, ["secrets", n]) => {
             let n = n.to_string();
@@ -170,9 +179,10 @@ async fn deploy(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Bo
         let body = read_json_body(req.into_body()).await?;
         let v: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON manifest: {e}")))?;
+        let by = app.caller_id();
         let deployed = app
             .functions
-            .deploy_manifest(q.get("name").map(str::to_string), v)
+            .deploy_manifest(q.get("name").map(str::to_string), v, by.as_deref())
             .await?;
         return Ok(json(
             StatusCode::CREATED,
@@ -198,9 +208,10 @@ async fn deploy(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Bo
                 )
             })??
     };
+    let by = app.caller_id();
     let deployed = app
         .functions
-        .deploy(q.get("name").map(str::to_string), bundle)
+        .deploy(q.get("name").map(str::to_string), bundle, by.as_deref())
         .await?;
     Ok(json(
         StatusCode::CREATED,

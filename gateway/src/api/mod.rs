@@ -6,6 +6,7 @@ pub mod conn;
 pub mod error;
 mod functions;
 pub mod kubo;
+mod lifecycle;
 mod path_gateway;
 mod secrets;
 
@@ -126,6 +127,15 @@ impl App {
         } else {
             self.store.local_only()
         }
+    }
+
+    /// Who is making an authorized change, as recorded in a name's versions: the token's id
+    /// when the node has a token (every caller that passed [`App::authorize`] holds it).
+    pub fn caller_id(&self) -> Option<String> {
+        self.cfg
+            .api_token
+            .as_deref()
+            .map(ipfaas_runtime::registry::names::token_id)
     }
 
     /// Checks `Authorization: Bearer <token>` when a token is configured.

@@ -39,7 +39,7 @@ pub fn deploy_missing(functions: Functions) {
             }
             tracing::info!("deploying example function {name} (first start)");
             let r = match bundle(files) {
-                Ok(b) => functions.deploy(Some(name.to_string()), b).await,
+                Ok(b) => functions.deploy(Some(name.to_string()), b, None).await,
                 Err(e) => Err(e),
             };
             match r {

@@ -14,7 +14,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-fn local_functions(store: &ipfaas_runtime::Store) -> Result<Functions> {
+/// The repo's functions, for commands run without a server.
+pub fn local_functions(store: &ipfaas_runtime::Store) -> Result<Functions> {
     Ok(Functions::open(
         store.clone(),
         &prometheus::Registry::new(),
@@ -74,7 +75,7 @@ async fn deploy_inner(
     match b {
         Backend::Local(store) => {
             let f = local_functions(store)?;
-            Ok(serde_json::to_value(f.deploy(name, bundle).await?)?)
+            Ok(serde_json::to_value(f.deploy(name, bundle, None).await?)?)
         }
         Backend::Remote(r) => {
             let tar = bundle_tar(dir)?;

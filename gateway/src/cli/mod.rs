@@ -3,6 +3,7 @@
 mod client;
 mod examples;
 mod function;
+mod lifecycle;
 mod secret;
 mod serve;
 mod token;
@@ -87,8 +88,27 @@ pub enum Cmd {
         #[arg(long)]
         no_cache: bool,
     },
-    /// List deployed functions
-    Functions,
+    /// List deployed functions, or one function's versions (newest first, `*` = current)
+    Functions {
+        /// Show this name's versions instead
+        #[arg(long, value_name = "NAME")]
+        versions: Option<String>,
+    },
+    /// Point a function's name at an earlier version (default: the one before the current),
+    /// or at any function CID, without rebuilding
+    Rollback {
+        name: String,
+        /// The function CID to point at
+        cid: Option<String>,
+    },
+    /// Remove a function's name and its versions
+    Rm {
+        name: String,
+        /// Also unpin what only this function used (definitions, bundles, wheels, components);
+        /// the garbage collector frees the blocks
+        #[arg(long)]
+        purge: bool,
+    },
     /// Re-run an invocation on other nodes and check that their output CIDs agree with this one's
     Verify {
         function: String,
@@ -309,7 +329,12 @@ async fn client(b: &Backend, cmd: Cmd) -> Result<()> {
             params,
             no_cache,
         } => function::invoke(b, &function, &cid, params, !no_cache).await,
-        Cmd::Functions => function::list(b).await,
+        Cmd::Functions { versions: None } => function::list(b).await,
+        Cmd::Functions {
+            versions: Some(name),
+        } => lifecycle::versions(b, &name).await,
+        Cmd::Rollback { name, cid } => lifecycle::rollback(b, &name, cid.as_deref()).await,
+        Cmd::Rm { name, purge } => lifecycle::remove(b, &name, purge).await,
         Cmd::Verify {
             function,
             cid,

@@ -171,6 +171,9 @@ pub(crate) struct Inner {
     pub wasm: WasmExec,
     pub docker: OnceLock<DockerExec>,
     pub outputs: Arc<Outputs>,
+    /// Deploys hold it shared from their first pinned artifact to their registration; a
+    /// purge holds it alone, so it never unpins what a deploy is about to register.
+    pub lifecycle: tokio::sync::RwLock<()>,
     network: OnceLock<Attached>,
     publisher: Arc<Publisher>,
     cache: ResultCache,
@@ -205,6 +208,7 @@ impl Functions {
                 wasm,
                 docker: OnceLock::new(),
                 outputs,
+                lifecycle: Default::default(),
                 network: OnceLock::new(),
                 metrics,
                 secrets,

@@ -3,24 +3,28 @@
 //! - [`bundle`] — a deploy bundle read from an upload or a directory, and function names.
 //! - [`manifest`] — `ipfaas.toml` / the JSON manifest, one parser for both kinds.
 //! - [`def`] — definitions, the content-addressed description of a deployed function.
+//! - [`names`] — the name → function CID map with each name's versions.
 //!
-//! Everything a function is made of lives in the backing store; only the name → function CID
-//! map is kept beside it, in `<repo>/functions/names.json`.
+//! Everything a function is made of lives in the backing store; only the names are kept
+//! beside it, in `<repo>/functions/names.json`.
 
 pub mod bundle;
 pub mod def;
 pub mod manifest;
+pub mod names;
 
 pub use bundle::Bundle;
 pub use def::Def;
 pub use manifest::{Manifest, Spec};
+pub use names::Version;
 
-use crate::error::{Error, Result, io_err, parse_cid};
+use crate::error::{Error, Result, parse_cid};
 use crate::store::Store;
 use bytes::Bytes;
+use names::Names;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// Largest definition read from the store.
@@ -43,9 +47,7 @@ pub struct Listed {
 
 /// Names and definitions.
 pub struct Registry {
-    /// `<repo>/functions/names.json`.
-    names_file: PathBuf,
-    names: Mutex<BTreeMap<String, String>>,
+    names: Names,
     /// Definitions read so far, by function CID.
     defs: Mutex<HashMap<String, Arc<Def>>>,
 }
@@ -53,45 +55,62 @@ pub struct Registry {
 impl Registry {
     /// Reads the names kept in `dir` (`<repo>/functions`).
     pub fn open(dir: &Path) -> Result<Self> {
-        let names_file = dir.join("names.json");
-        let names = match std::fs::read(&names_file) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| io_err(format!("{} is corrupt: {e}", names_file.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(e.into()),
-        };
         Ok(Self {
-            names_file,
-            names: Mutex::new(names),
+            names: Names::open(dir.join("names.json"))?,
             defs: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Stores a definition (its CID is the function CID) and points `name` at it.
-    pub async fn register(&self, store: &Store, name: &str, def: Def) -> Result<String> {
+    /// Stores a definition (its CID is the function CID) and points `name` at it, as a new
+    /// version made by `by` (see [`names::token_id`]).
+    pub async fn register(
+        &self,
+        store: &Store,
+        name: &str,
+        def: Def,
+        by: Option<&str>,
+    ) -> Result<String> {
         let function_cid = store.add_bytes(Bytes::from(def.to_bytes()?)).await?;
         self.defs
             .lock()
             .unwrap()
             .insert(function_cid.clone(), Arc::new(def));
-        self.set_name(name, &function_cid)?;
+        self.names.point(name, &function_cid, "deploy", by)?;
         Ok(function_cid)
     }
 
-    /// Points `name` at `function_cid`, durably.
-    fn set_name(&self, name: &str, function_cid: &str) -> Result<()> {
-        let mut names = self.names.lock().unwrap();
-        let mut next = names.clone();
-        next.insert(name.to_string(), function_cid.to_string());
-        let bytes = serde_json::to_vec_pretty(&next).map_err(io_err)?;
-        crate::fs::write_atomic(&self.names_file, &bytes, true)?;
-        *names = next;
-        Ok(())
+    /// Points `name` at an existing function CID (`how`: `"rollback"` to one of its versions,
+    /// `"point"` to another function): recorded as a version, durably. Returns whether the
+    /// name changed.
+    pub fn point(
+        &self,
+        name: &str,
+        function_cid: &str,
+        how: &str,
+        by: Option<&str>,
+    ) -> Result<bool> {
+        self.names.point(name, function_cid, how, by)
+    }
+
+    /// Forgets `name` and its versions; returns the function CIDs it held, newest first
+    /// (`None`: no such name).
+    pub fn remove(&self, name: &str) -> Result<Option<Vec<String>>> {
+        self.names.remove(name)
+    }
+
+    /// `name`'s versions, newest first (`None`: no such name).
+    pub fn versions(&self, name: &str) -> Option<Vec<Version>> {
+        self.names.versions(name)
+    }
+
+    /// Every function CID a name points at or pointed at before.
+    pub fn referenced(&self) -> HashSet<String> {
+        self.names.referenced()
     }
 
     /// Every name with what it points at.
     pub async fn list(&self, store: &Store) -> Result<Vec<Listed>> {
-        let names = self.names.lock().unwrap().clone();
+        let names = self.names.current();
         let mut out = Vec::new();
         for (name, cid) in names {
             // one definition that cannot be read (gone, or refused by a stricter check than the
@@ -117,19 +136,16 @@ impl Registry {
         Ok(out)
     }
 
-    /// Whether some name on this node points to `function_cid` (it was deployed here).
+    /// Whether some name on this node points to `function_cid`, now or as one of its earlier
+    /// versions (it was deployed here).
     pub fn is_named_here(&self, function_cid: &str) -> bool {
-        self.names
-            .lock()
-            .unwrap()
-            .values()
-            .any(|c| c == function_cid)
+        self.names.referenced().contains(function_cid)
     }
 
     /// A name's current function CID, or the CID itself.
     pub fn resolve(&self, function: &str) -> Result<String> {
-        if let Some(c) = self.names.lock().unwrap().get(function) {
-            return Ok(c.clone());
+        if let Some(c) = self.names.get(function) {
+            return Ok(c);
         }
         match parse_cid(function) {
             Ok(c) => Ok(c.to_string()),

@@ -105,9 +105,15 @@ impl WasmExec {
         // first and reuses its build. Both guards go with the build thread, so a deploy whose
         // caller hangs up still holds them until its build has ended.
         let key_guard = inner.build_keys.lock(&key).await;
-        let (component, reused) = match std::fs::read_to_string(build_dir.join("component.cid")) {
-            Ok(c) => (c.trim().to_string(), true),
-            Err(_) => {
+        let earlier = std::fs::read_to_string(build_dir.join("component.cid"))
+            .ok()
+            .map(|c| c.trim().to_string())
+            // a purged function's component is no longer pinned (and may be collected): build
+            // again rather than register a component this node may not hold
+            .filter(|c| parse_cid(c).is_ok_and(|c| store.is_pinned(&c)));
+        let (component, reused) = match earlier {
+            Some(c) => (c, true),
+            None => {
                 let permit = inner.builds.clone().acquire_owned().await.map_err(io_err)?;
                 let staging = tmp.path().join("build");
                 let dirs = BuildDirs {
