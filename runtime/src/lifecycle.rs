@@ -8,8 +8,9 @@
 //! What another name (or another version of one) still uses stays pinned.
 //!
 //! Invocations already running when a function is removed finish: they hold its definition and
-//! its loaded code. The local build caches (build directories, compiled code) are kept; a later
-//! deploy of the same bundle builds again, since its component is no longer pinned.
+//! its loaded code. A purge deletes the native code compiled from components nobody else uses;
+//! the build directories stay (instances made ahead of requests may still read them), and a
+//! later deploy of the same bundle builds again, since its component is no longer pinned.
 
 use crate::error::{Error, Result, parse_cid};
 use crate::invoke::Functions;
@@ -17,6 +18,7 @@ use crate::registry::bundle::check_name;
 use crate::registry::{Def, Version};
 use serde::Serialize;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// What pointing a name at a version did.
 #[derive(Debug, Clone, Serialize)]
@@ -44,6 +46,8 @@ pub struct Removed {
     pub unpinned: Vec<String>,
     /// Artifacts kept pinned because another name or version still uses them (purge only).
     pub kept: Vec<String>,
+    /// What could not be unpinned or deleted, with why (purge only; the name is gone).
+    pub failed: Vec<String>,
 }
 
 /// The CIDs a definition refers to (besides its own).
@@ -66,8 +70,9 @@ impl Functions {
 
     /// Points `name` at `function_cid` (one of its versions, or any function, a peer's
     /// included; a new name is created), or with `None` at the version before the current one. The function is
-    /// fetched if need be, pinned, and for Python made runnable here before the name moves,
-    /// so a version that cannot run is refused rather than pointed at.
+    /// fetched if need be (every block), pinned, and for Python made runnable here before the
+    /// name moves, so a version that cannot run is refused rather than pointed at. Without a
+    /// CID it steps back one version (see [`crate::registry::names::Names::previous`]).
     pub async fn rollback(
         &self,
         name: &str,
@@ -90,16 +95,11 @@ impl Functions {
             .unwrap_or_default();
         let target = match function_cid {
             Some(c) => parse_cid(c)?.to_string(),
-            None => versions
-                .iter()
-                .map(|v| &v.function_cid)
-                .find(|c| **c != previous)
-                .cloned()
-                .ok_or_else(|| {
-                    Error::InvalidInput(format!(
-                        "{name:?} has no earlier version to roll back to: give a function CID"
-                    ))
-                })?,
+            None => inner.registry.previous(name).ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "{name:?} has no earlier version to roll back to: give a function CID"
+                ))
+            })?,
         };
         // a purge waits until the name points at what is pinned here
         let _no_purge = inner.lifecycle.read().await;
@@ -108,24 +108,20 @@ impl Functions {
         for a in artifacts(&def) {
             pins.push(parse_cid(&a)?);
         }
-        // pinned first, so blocks fetched below are kept from then on; undone if it fails
-        let newly: Vec<_> = pins
-            .into_iter()
-            .filter(|c| !inner.store.is_pinned(c))
-            .collect();
-        inner.store.sync_and_pin(newly.clone()).await?;
-        let ready = match &*def {
-            Def::Python(p) => inner.wasm.load(&inner.store, p).await.map(drop),
+        // pinned first, so the blocks fetched below are kept from then on. A rollback that
+        // fails after this leaves its pins (`pin rm` drops them): undoing them could unpin
+        // what a concurrent deploy of the same artifacts has just counted on.
+        inner.store.sync_and_pin(pins.clone()).await?;
+        // every block of it here (or fetched now), not only what local caches remember
+        for c in &pins {
+            inner.store.read_through(*c).await?;
+        }
+        match &*def {
+            Def::Python(p) => drop(inner.wasm.load(&inner.store, p).await?),
             // a peer's Docker function becomes one "deployed here": checked as a deploy is
             Def::Docker(d) => d
                 .check()
-                .map_err(|e| Error::InvalidInput(format!("docker function: {e}"))),
-        };
-        if let Err(e) = ready {
-            for c in &newly {
-                let _ = inner.store.unpin(c).await;
-            }
-            return Err(e);
+                .map_err(|e| Error::InvalidInput(format!("docker function: {e}")))?,
         }
         let how = if versions.iter().any(|v| v.function_cid == target) {
             "rollback"
@@ -142,39 +138,79 @@ impl Functions {
     }
 
     /// Removes `name` and its versions; with `purge`, unpins the artifacts no other name or
-    /// version uses.
+    /// version uses. A purge first works out what the other names use, and refuses (changing
+    /// nothing) when one of their definitions cannot be read here: it cannot tell what that
+    /// one needs. Unpinning is then best effort: what could not be unpinned is reported.
     pub async fn remove(&self, name: &str, purge: bool) -> Result<Removed> {
         let inner = &self.inner;
+        if !purge {
+            let held = inner
+                .registry
+                .remove(name)?
+                .ok_or_else(|| Error::UnknownFunction(name.to_string()))?;
+            return Ok(Removed {
+                name: name.to_string(),
+                function_cids: held,
+                purged: false,
+                unpinned: vec![],
+                kept: vec![],
+                failed: vec![],
+            });
+        }
         // alone: no deploy or rollback is between pinning and registering
         let _alone = inner.lifecycle.write().await;
-        let held = inner
+        let held: Vec<String> = inner
             .registry
-            .remove(name)?
-            .ok_or_else(|| Error::UnknownFunction(name.to_string()))?;
-        let mut out = Removed {
-            name: name.to_string(),
-            function_cids: held.clone(),
-            purged: purge,
-            unpinned: vec![],
-            kept: vec![],
-        };
-        if !purge {
-            return Ok(out);
-        }
-        // only what is here counts: a definition not held here pins nothing here
+            .versions(name)
+            .ok_or_else(|| Error::UnknownFunction(name.to_string()))?
+            .into_iter()
+            .map(|v| v.function_cid)
+            .fold(vec![], |mut acc, c| {
+                if !acc.contains(&c) {
+                    acc.push(c);
+                }
+                acc
+            });
+        // what the other names use, from definitions held here
         let local = inner.store.local_only();
         let mut keep: HashSet<String> = HashSet::new();
-        for f in inner.registry.referenced() {
-            if let Ok(d) = inner.registry.definition(&local, &f).await {
-                keep.extend(artifacts(&d));
-            }
+        for f in inner.registry.referenced(Some(name)) {
+            let d = inner.registry.definition(&local, &f).await.map_err(|e| {
+                Error::InvalidInput(format!(
+                    "cannot purge {name:?}: the definition {f} of another function cannot be read here ({e}), so what it uses is unknown; remove without purge"
+                ))
+            })?;
+            keep.extend(artifacts(&d));
             keep.insert(f);
         }
-        let mut seen = HashSet::new();
+        let mut plan: Vec<(String, Option<Arc<Def>>)> = vec![];
         for f in &held {
+            plan.push((f.clone(), inner.registry.definition(&local, f).await.ok()));
+        }
+        inner.registry.remove(name)?;
+        let mut out = Removed {
+            name: name.to_string(),
+            function_cids: held,
+            purged: true,
+            unpinned: vec![],
+            kept: vec![],
+            failed: vec![],
+        };
+        let mut seen = HashSet::new();
+        for (f, def) in plan {
             let mut cids = vec![f.clone()];
-            if let Ok(d) = inner.registry.definition(&local, f).await {
-                cids.extend(artifacts(&d));
+            if let Some(d) = &def {
+                cids.extend(artifacts(d));
+                // the native code compiled from a component nobody else uses goes now
+                if let Def::Python(p) = &**d
+                    && !keep.contains(&p.component)
+                    && let Err(e) = inner.wasm.forget(&p.component)
+                {
+                    out.failed.push(format!("{}: {e}", p.component));
+                }
+            }
+            if !keep.contains(&f) {
+                inner.registry.forget(&f);
             }
             for c in cids {
                 if !seen.insert(c.clone()) {
@@ -182,8 +218,16 @@ impl Functions {
                 }
                 if keep.contains(&c) {
                     out.kept.push(c);
-                } else if inner.store.unpin(&parse_cid(&c)?).await? {
-                    out.unpinned.push(c);
+                    continue;
+                }
+                let unpinned = match parse_cid(&c) {
+                    Ok(cid) => inner.store.unpin(&cid).await,
+                    Err(e) => Err(e),
+                };
+                match unpinned {
+                    Ok(true) => out.unpinned.push(c),
+                    Ok(false) => {}
+                    Err(e) => out.failed.push(format!("{c}: {e}")),
                 }
             }
         }

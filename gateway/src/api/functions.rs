@@ -57,7 +57,9 @@ pub async fn route(
             let f = f.to_string();
             ("function_point", lifecycle::point(app, req, &f).await)
         }
-        (Method::GET, ["functions", f, "versions"]) => ("versions", lifecycle::versions(app, f)),
+        (Method::GET, ["functions", f, "versions"]) => {
+            ("versions", lifecycle::versions(app, &req, f))
+        }
         (Method::GET, ["secrets"]) => ("secrets", super::secrets::list(app, &req)),
         (Method::PUT, ["secrets", n]) => {
             let n = n.to_string();

@@ -9,9 +9,15 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::json;
 use std::sync::Arc;
 
-/// `name`'s versions, newest first; the first is the current one.
-pub fn versions(app: &Arc<App>, name: &str) -> ApiResult<Response<Body>> {
-    let versions = app.functions.versions(name)?;
+/// `name`'s versions, newest first; the first is the current one. Who made each change (a
+/// token's id, derived from the token) is shown only to callers holding the token.
+pub fn versions(app: &Arc<App>, req: &Request<Incoming>, name: &str) -> ApiResult<Response<Body>> {
+    let mut versions = app.functions.versions(name)?;
+    if app.authorize(req.headers()).is_err() {
+        for v in &mut versions {
+            v.by = None;
+        }
+    }
     Ok(json(
         StatusCode::OK,
         &json!({ "name": name, "versions": versions }),

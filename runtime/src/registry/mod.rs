@@ -103,9 +103,20 @@ impl Registry {
         self.names.versions(name)
     }
 
-    /// Every function CID a name points at or pointed at before.
-    pub fn referenced(&self) -> HashSet<String> {
-        self.names.referenced()
+    /// Every function CID a name other than `except` points at or pointed at before.
+    pub fn referenced(&self, except: Option<&str>) -> HashSet<String> {
+        self.names.referenced(except)
+    }
+
+    /// The version a rollback of `name` without a function CID goes to (see
+    /// [`names::Names::previous`]).
+    pub fn previous(&self, name: &str) -> Option<String> {
+        self.names.previous(name)
+    }
+
+    /// Drops a definition from the cache (a purged function's), so it is read again.
+    pub fn forget(&self, function_cid: &str) {
+        self.defs.lock().unwrap().remove(function_cid);
     }
 
     /// Every name with what it points at.
@@ -136,10 +147,10 @@ impl Registry {
         Ok(out)
     }
 
-    /// Whether some name on this node points to `function_cid`, now or as one of its earlier
-    /// versions (it was deployed here).
+    /// Whether some name on this node points to `function_cid` now (it was deployed here and
+    /// not replaced: a Docker version an operator replaced is not run for peers).
     pub fn is_named_here(&self, function_cid: &str) -> bool {
-        self.names.referenced().contains(function_cid)
+        self.names.current().values().any(|c| c == function_cid)
     }
 
     /// A name's current function CID, or the CID itself.

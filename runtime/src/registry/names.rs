@@ -190,12 +190,31 @@ impl Names {
             .collect()
     }
 
-    /// Every function CID some name points at now or did before.
-    pub fn referenced(&self) -> HashSet<String> {
+    /// Every function CID some name other than `except` points at now or did before.
+    pub fn referenced(&self, except: Option<&str>) -> HashSet<String> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.values()
-            .flat_map(|e| e.versions.iter().map(|v| v.function_cid.clone()))
+        map.iter()
+            .filter(|(n, _)| Some(n.as_str()) != except)
+            .flat_map(|(_, e)| e.versions.iter().map(|v| v.function_cid.clone()))
             .collect()
+    }
+
+    /// The version a rollback without a function CID goes to: the newest one older than the
+    /// current version's own arrival (its newest deploy or point, not a rollback to it), so
+    /// rolling back twice steps back twice instead of flipping between two versions.
+    pub fn previous(&self, name: &str) -> Option<String> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let e = map.get(name)?;
+        let arrived = e
+            .versions
+            .iter()
+            .rposition(|v| v.function_cid == e.current && v.how != "rollback")
+            .unwrap_or(e.versions.len().saturating_sub(1));
+        e.versions[..arrived]
+            .iter()
+            .rev()
+            .find(|v| v.function_cid != e.current)
+            .map(|v| v.function_cid.clone())
     }
 }
 
@@ -235,12 +254,35 @@ mod tests {
         );
         assert_eq!(n.get("f").as_deref(), Some("bafk1"));
         assert_eq!(
-            n.referenced(),
+            n.referenced(None),
             ["bafkold", "bafk1", "bafk2"].map(String::from).into()
+        );
+        assert_eq!(
+            n.referenced(Some("f")),
+            ["bafkold"].map(String::from).into()
         );
         assert_eq!(n.remove("f").unwrap().unwrap(), ["bafk1", "bafk2"]);
         assert_eq!(n.remove("f").unwrap(), None);
         assert_eq!(n.get("f"), None);
+    }
+
+    #[test]
+    fn rolling_back_twice_steps_back_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = Names::open(dir.path().join("names.json")).unwrap();
+        for c in ["a", "b", "c"] {
+            n.point("f", c, "deploy", None).unwrap();
+        }
+        let mut seen = vec![];
+        while let Some(p) = n.previous("f") {
+            n.point("f", &p, "rollback", None).unwrap();
+            seen.push(p);
+        }
+        assert_eq!(seen, ["b", "a"]);
+        // a new deploy after the rollbacks: back to the version it replaced
+        n.point("f", "d", "deploy", None).unwrap();
+        assert_eq!(n.previous("f").as_deref(), Some("a"));
+        assert_eq!(n.previous("nosuch"), None);
     }
 
     #[test]

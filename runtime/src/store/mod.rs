@@ -571,6 +571,16 @@ impl Store {
         self.measured(read::tar(self.clone(), cid, root_name))
     }
 
+    /// Reads every block of the tree at `cid` (through this store: fetching from peers unless
+    /// it is [`Store::local_only`]); an error names the first that is missing or malformed.
+    pub async fn read_through(&self, cid: Cid) -> Result<()> {
+        let mut s = read::tar(self.clone(), cid, String::from("x"));
+        while let Some(chunk) = s.next().await {
+            chunk?;
+        }
+        Ok(())
+    }
+
     fn measured(&self, s: ByteStream) -> ByteStream {
         struct Timer(Instant, StoreMetrics);
         impl Drop for Timer {

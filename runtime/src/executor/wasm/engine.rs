@@ -325,6 +325,16 @@ impl WasmEngine {
             || self.cwasm_path(component_cid).is_ok_and(|p| p.is_file())
     }
 
+    /// Drops a component's native code: from memory (instances made from it keep what they
+    /// hold) and from disk. Loading it again compiles it again.
+    pub fn forget(&self, component_cid: &str) -> Result<()> {
+        self.loaded.lock().unwrap().remove(component_cid);
+        match std::fs::remove_file(self.cwasm_path(component_cid)?) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
     /// The component if it is already loaded.
     pub fn loaded(&self, component_cid: &str) -> Option<Arc<Loaded>> {
         self.loaded.lock().unwrap().get(component_cid).cloned()

@@ -105,12 +105,21 @@ impl WasmExec {
         // first and reuses its build. Both guards go with the build thread, so a deploy whose
         // caller hangs up still holds them until its build has ended.
         let key_guard = inner.build_keys.lock(&key).await;
-        let earlier = std::fs::read_to_string(build_dir.join("component.cid"))
-            .ok()
-            .map(|c| c.trim().to_string())
-            // a purged function's component is no longer pinned (and may be collected): build
-            // again rather than register a component this node may not hold
-            .filter(|c| parse_cid(c).is_ok_and(|c| store.is_pinned(&c)));
+        let earlier = match std::fs::read_to_string(build_dir.join("component.cid")) {
+            // a purged function's component is no longer pinned (and may be collected), or
+            // pinned again by a rollback that could not fetch it: build again rather than
+            // register a component this node does not hold whole
+            Ok(c) => match parse_cid(c.trim()) {
+                Ok(cid)
+                    if store.is_pinned(&cid)
+                        && store.local_only().read_through(cid).await.is_ok() =>
+                {
+                    Some(cid.to_string())
+                }
+                _ => None,
+            },
+            Err(_) => None,
+        };
         let (component, reused) = match earlier {
             Some(c) => (c, true),
             None => {

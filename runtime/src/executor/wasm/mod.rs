@@ -260,6 +260,12 @@ impl WasmExec {
         })
     }
 
+    /// Drops the native code compiled here for `component` (a purged function's): running
+    /// invocations finish with what they hold; a later load compiles it again.
+    pub fn forget(&self, component: &str) -> Result<()> {
+        self.inner.engine.forget(component)
+    }
+
     /// Runs `def` on `input` in a fresh instance; `seed` seeds the guest's randomness.
     /// `publish` stores what it produced before the instance's `/outputs` is let go.
     pub async fn run(
