@@ -83,9 +83,16 @@ impl DockerExec {
             .inner
             .exports
             .join(format!(".{key}.{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&staging);
         let tree = staging.join(EXPORT_TREE);
-        std::fs::create_dir_all(&tree)?;
+        {
+            // a stale staging tree may be a whole input: its removal is off the async workers
+            let (staging, tree) = (staging.clone(), tree.clone());
+            blocking(move || {
+                let _ = std::fs::remove_dir_all(&staging);
+                std::fs::create_dir_all(&tree)
+            })
+            .await?;
+        }
         // an input larger than the whole cache could never be kept: refused before writing
         let max = self.inner.cfg.export_cache;
         let written = match kind {
@@ -99,13 +106,19 @@ impl DockerExec {
         let bytes = match written {
             Ok(b) => b,
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&staging);
+                let _ = blocking(move || std::fs::remove_dir_all(&staging)).await;
                 return Err(e);
             }
         };
-        std::fs::write(staging.join(EXPORT_MARKER), b"")?;
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&staging, &dir)?;
+        {
+            let (staging, dir) = (staging.clone(), dir.clone());
+            blocking(move || {
+                std::fs::write(staging.join(EXPORT_MARKER), b"")?;
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::rename(&staging, &dir)
+            })
+            .await?;
+        }
         self.inner.metrics.export_bytes.inc_by(bytes);
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.evict())
@@ -175,4 +188,13 @@ fn dir_size(p: &Path) -> u64 {
         }
     }
     n
+}
+
+/// Runs directory work (which may touch a whole exported tree) on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T> {
+    Ok(tokio::task::spawn_blocking(f)
+        .await
+        .map_err(crate::error::io_err)??)
 }
