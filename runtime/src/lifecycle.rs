@@ -13,6 +13,7 @@
 //! later deploy of the same bundle builds again, since its component is no longer pinned.
 
 use crate::error::{Error, Result, parse_cid};
+use crate::executor::wasm::load::MAX_BUILD_TREE;
 use crate::invoke::Functions;
 use crate::registry::bundle::check_name;
 use crate::registry::{Def, Version};
@@ -114,7 +115,7 @@ impl Functions {
         inner.store.sync_and_pin(pins.clone()).await?;
         // every block of it here (or fetched now), not only what local caches remember
         for c in &pins {
-            inner.store.read_through(*c).await?;
+            inner.store.read_through(*c, MAX_BUILD_TREE).await?;
         }
         match &*def {
             Def::Python(p) => drop(inner.wasm.load(&inner.store, p).await?),

@@ -247,3 +247,36 @@ async fn an_add_past_the_depth_limit_is_refused_without_harm() {
     StoreInput::open(&store, root).await.unwrap();
     store.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reading_a_whole_dag_through_stops_at_its_byte_bound() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path()).await;
+    // 64 MiB claimed honestly from one 1 MiB block linked 64 times: cheap to send, costly to
+    // fetch and keep (what a peer's "function" could ask of a rollback)
+    let chunk = vec![3u8; 1 << 20];
+    let raw = Cid::new_v1(0x55, sha256(&chunk));
+    let links: Vec<(Cid, u64)> = (0..64).map(|_| (raw, 1 << 20)).collect();
+    let file = file_block(&links, b"", 64 << 20);
+    let dir = dir_block(&[("a", file.0), ("b", file.0)]);
+    put_blocks(&store, vec![(raw, chunk), file.clone(), dir.clone()]).await;
+    for root in [file.0, dir.0] {
+        let e = store.read_through(root, 16 << 20).await.unwrap_err();
+        assert!(matches!(e, Error::OverLimit { .. }), "{root}: {e}");
+        assert_eq!(e.http_status(), 400);
+    }
+    store.read_through(file.0, 64 << 20).await.unwrap();
+    store.read_through(dir.0, 128 << 20).await.unwrap();
+    // a missing block is named, not skipped
+    let absent = Cid::new_v1(0x55, sha256(b"never stored"));
+    let hole = file_block(&[(absent, 5)], b"", 5);
+    put_blocks(&store, vec![hole.clone()]).await;
+    assert!(
+        store
+            .local_only()
+            .read_through(hole.0, 1 << 20)
+            .await
+            .is_err()
+    );
+    store.shutdown().await;
+}

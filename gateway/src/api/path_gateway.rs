@@ -2,9 +2,10 @@
 //! single-range `Range` support; directories as a JSON listing, or a tar stream (`?format=tar`).
 //!
 //! Caching follows the IPFS path-gateway spec (specs.ipfs.tech/http-gateways/path-gateway):
-//! what a path names never changes, so every answer is `immutable`, carries an `ETag` made
-//! from the resolved CID (and the representation), and a matching `If-None-Match` is a 304
-//! without a body. `X-Ipfs-Path` echoes the requested path and `X-Ipfs-Roots` lists the CID of
+//! what a path names never changes, so files and tars are `immutable` and every answer
+//! carries an `ETag` made from the resolved CID and the representation (weak for the JSON
+//! listing, a format of this node, cached for an hour only); a matching `If-None-Match` is a
+//! 304 without a body. `X-Ipfs-Path` echoes the requested path and `X-Ipfs-Roots` lists the CID of
 //! each step of its resolution, so a cache can tell which blocks an answer depends on.
 
 use super::error::{ApiError, ApiResult};

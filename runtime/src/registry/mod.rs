@@ -150,7 +150,7 @@ impl Registry {
     /// Whether some name on this node points to `function_cid` now (it was deployed here and
     /// not replaced: a Docker version an operator replaced is not run for peers).
     pub fn is_named_here(&self, function_cid: &str) -> bool {
-        self.names.current().values().any(|c| c == function_cid)
+        self.names.is_current(function_cid)
     }
 
     /// A name's current function CID, or the CID itself.

@@ -182,6 +182,12 @@ impl Names {
             .map(|e| e.versions.iter().rev().cloned().collect())
     }
 
+    /// Whether some name points at `function_cid` now.
+    pub fn is_current(&self, function_cid: &str) -> bool {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.values().any(|e| e.current == function_cid)
+    }
+
     /// Every name with its current function CID.
     pub fn current(&self) -> BTreeMap<String, String> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());

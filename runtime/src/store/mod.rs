@@ -47,7 +47,7 @@ pub const MAX_CONNECTIONS_PER_PEER: u32 = 8;
 /// The default memory bound on new libp2p connections: the node's resident memory as a share
 /// of the machine's. Past it the node keeps the connections it has (and answers on them) but
 /// neither accepts nor dials new ones, so a flood of peers cannot push it into the OOM killer.
-pub const DEFAULT_P2P_MEMORY_PERCENT: f64 = 0.8;
+pub const DEFAULT_P2P_MEMORY_SHARE: f64 = 0.8;
 
 /// Where the store keeps its repo and how its node joins the network.
 #[derive(Debug, Clone)]
@@ -65,7 +65,7 @@ pub struct StoreConfig {
     /// Collect garbage (see [`gc`]) when the blocks stored pass 90% of this many bytes.
     pub storage_max: Option<u64>,
     /// New libp2p connections (in and out) are refused while the process's resident memory is
-    /// past this many bytes; `None` = [`DEFAULT_P2P_MEMORY_PERCENT`] of the machine's memory.
+    /// past this many bytes; `None` = [`DEFAULT_P2P_MEMORY_SHARE`] of the machine's memory.
     pub p2p_max_memory: Option<u64>,
     /// Request-response protocols spoken over libp2p besides the IPFS ones (the invocations
     /// between ipfaas nodes: see [`crate::invoke::remote::protocol`]). The first is the one
@@ -223,9 +223,7 @@ impl Store {
                     Some(max) => memory_limits::Behaviour::with_max_bytes(
                         usize::try_from(max).unwrap_or(usize::MAX),
                     ),
-                    None => {
-                        memory_limits::Behaviour::with_max_percentage(DEFAULT_P2P_MEMORY_PERCENT)
-                    }
+                    None => memory_limits::Behaviour::with_max_percentage(DEFAULT_P2P_MEMORY_SHARE),
                 })
             });
             // Kademlia (the standard /ipfs/kad/1.0.0) so a node finds who holds a CID, and
@@ -572,11 +570,21 @@ impl Store {
     }
 
     /// Reads every block of the tree at `cid` (through this store: fetching from peers unless
-    /// it is [`Store::local_only`]); an error names the first that is missing or malformed.
-    pub async fn read_through(&self, cid: Cid) -> Result<()> {
+    /// it is [`Store::local_only`]), stopping with [`Error::OverLimit`] past `max` bytes of
+    /// content, so a peer's DAG cannot make the node fetch and keep without end; an error
+    /// names the first block that is missing or malformed.
+    pub async fn read_through(&self, cid: Cid, max: u64) -> Result<()> {
         let mut s = read::tar(self.clone(), cid, String::from("x"));
+        let mut seen = 0u64;
         while let Some(chunk) = s.next().await {
-            chunk?;
+            // tar headers and padding count too: a bound on bytes moved, slightly above content
+            seen += chunk?.len() as u64;
+            if seen > max.saturating_add(1 << 20) {
+                return Err(Error::OverLimit {
+                    cid: cid.to_string(),
+                    reason: format!("more than {max} bytes"),
+                });
+            }
         }
         Ok(())
     }

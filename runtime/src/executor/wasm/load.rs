@@ -20,7 +20,7 @@ use std::time::Instant;
 
 /// Most bytes a peer's function may bring: its component, and each of its bundle and site
 /// trees when they are written to a build directory here.
-const MAX_BUILD_TREE: u64 = 1 << 30;
+pub(crate) const MAX_BUILD_TREE: u64 = 1 << 30;
 
 /// Names the wrapper and toolchain that build components; part of every definition.
 pub fn builder_tag() -> String {
@@ -112,7 +112,11 @@ impl WasmExec {
             Ok(c) => match parse_cid(c.trim()) {
                 Ok(cid)
                     if store.is_pinned(&cid)
-                        && store.local_only().read_through(cid).await.is_ok() =>
+                        && store
+                            .local_only()
+                            .read_through(cid, MAX_BUILD_TREE)
+                            .await
+                            .is_ok() =>
                 {
                     Some(cid.to_string())
                 }
