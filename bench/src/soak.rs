@@ -14,6 +14,7 @@
 use super::invoke::{deploy, ipfaas_binary};
 use anyhow::{Result, bail};
 use ipfaas_runtime::invoke::headers;
+use ipfaas_testkit::hex;
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::sync::Arc;
@@ -324,8 +325,4 @@ async fn expect(req: reqwest::RequestBuilder, want: &str) -> bool {
         Ok(r) if r.status() == 200 => r.text().await.is_ok_and(|t| t == want),
         _ => false,
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-fn error_of(body: &str) -> String {
+fn error_text(body: &str) -> String {
     let v: Value =
         serde_json::from_str(body).unwrap_or_else(|_| panic!("error body is not JSON: {body:?}"));
     v["error"]
@@ -241,7 +241,7 @@ async fn reads_cat_get_ls_id_version() {
     assert_eq!(&r.bytes().await.unwrap()[..], &big[1_000_000..1_300_000]);
     let r = post(&s, &format!("cat?arg={root}")).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert!(error_of(&r.text().await.unwrap()).contains("directory"));
+    assert!(error_text(&r.text().await.unwrap()).contains("directory"));
     let r = post(&s, &format!("cat?arg={f}&offset=-3")).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = post(&s, &format!("cat?arg={f}&offset=99")).await;
@@ -417,7 +417,7 @@ async fn bad_requests_get_clear_json_errors_and_lose_nothing() {
     // malformed CID → 400, on the API and the gateway
     let r = post(&s, "cat?arg=not-a-cid").await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert!(error_of(&r.text().await.unwrap()).contains("invalid CID"));
+    assert!(error_text(&r.text().await.unwrap()).contains("invalid CID"));
     let r = c.get(format!("{}/ipfs/Qm123", s.url)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = post(&s, "cat").await;
@@ -431,7 +431,7 @@ async fn bad_requests_get_clear_json_errors_and_lose_nothing() {
     )
     .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    assert!(error_of(&r.text().await.unwrap()).contains("not found"));
+    assert!(error_text(&r.text().await.unwrap()).contains("not found"));
     let waited = t.elapsed();
     assert!(
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(15),
@@ -469,7 +469,7 @@ async fn bad_requests_get_clear_json_errors_and_lose_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(error_of(&r.text().await.unwrap()).contains("limit"));
+    assert!(error_text(&r.text().await.unwrap()).contains("limit"));
 
     // escaping file names → 400 (also with progress on)
     for name in [
@@ -482,7 +482,7 @@ async fn bad_requests_get_clear_json_errors_and_lose_nothing() {
         for q in ["", "progress=true"] {
             let (st, body) = add(&s, q, &[(name, "application/octet-stream", b"x")]).await;
             assert_eq!(st, StatusCode::BAD_REQUEST, "{name} {q}: {body}");
-            assert!(error_of(&body).contains("invalid path"), "{body}");
+            assert!(error_text(&body).contains("invalid path"), "{body}");
         }
     }
     // duplicate names, non-multipart bodies, bad options, bad methods, unknown routes
@@ -521,7 +521,7 @@ async fn bad_requests_get_clear_json_errors_and_lose_nothing() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = c.get(s.api("cat")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert!(!error_of(&r.text().await.unwrap()).is_empty());
+    assert!(!error_text(&r.text().await.unwrap()).is_empty());
     let r = c.get(format!("{}/nope", s.url)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 

@@ -39,19 +39,7 @@ def main(input, params):
 "#;
 
 fn hex_sha256(b: &[u8]) -> String {
-    Sha256::digest(b)
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
-}
-
-async fn invoke(s: &Server, f: &str, query: &str) -> reqwest::Response {
-    client()
-        .post(format!("{}/v1/functions/{f}/invoke?{query}", s.url))
-        .timeout(Duration::from_secs(300))
-        .send()
-        .await
-        .unwrap()
+    hex(&Sha256::digest(b))
 }
 
 /// Invokes and checks success; returns (output JSON, output CID, ran-on header).
@@ -65,15 +53,42 @@ async fn invoke_ok(s: &Server, f: &str, query: &str) -> (Value, String, String) 
     (serde_json::from_str(&text).unwrap(), cid, ran_on)
 }
 
+/// Three nodes on loopback and what the phases below share. B is the bootstrap node, the hub
+/// that runs functions for any peer; A and C know only B. A deployed `digest` and added a
+/// 200 KiB input (`small`), and ran it once (`here_cid`).
+struct Net {
+    ra: std::path::PathBuf,
+    rb: std::path::PathBuf,
+    rc: std::path::PathBuf,
+    a: Server,
+    b: Server,
+    c: Server,
+    ida: String,
+    idb: String,
+    idc: String,
+    b_addr: String,
+    fcid: String,
+    small: Vec<u8>,
+    small_cid: String,
+    here_cid: String,
+}
+
+/// One network, its phases in order: data and functions moving between nodes, computation
+/// going to the data, verification and the peer policy, then nodes dying and coming back.
 #[tokio::test(flavor = "multi_thread")]
 async fn three_nodes_share_data_and_functions_forward_and_verify() {
     let dir = tempfile::tempdir().unwrap();
-    let (ra, rb, rc) = (
-        dir.path().join("a"),
-        dir.path().join("b"),
-        dir.path().join("c"),
-    );
-    // B is the bootstrap node, the hub that runs functions for any peer; A and C know only B.
+    let n = three_nodes(dir.path()).await;
+    others_run_a_function_deployed_on_one_node(&n).await;
+    computation_goes_to_the_node_that_holds_the_data(&n).await;
+    verification_agrees_and_the_peer_policy_holds(&n).await;
+    let n = a_holder_dying_mid_forward_fails_over_to_the_other(n).await;
+    let n = a_read_completes_when_one_source_dies_mid_transfer(n).await;
+    the_restarted_bootstrap_node_is_dialled_again(n).await;
+}
+
+async fn three_nodes(dir: &std::path::Path) -> Net {
+    let (ra, rb, rc) = (dir.join("a"), dir.join("b"), dir.join("c"));
     // Peer invocations: C takes them from its bootstrap peer B only (the default), A from B
     // and, named with --peer-allow, from C.
     let b = start_node(&rb, None, &["--peer-invoke", "any"]);
@@ -112,16 +127,36 @@ async fn three_nodes_share_data_and_functions_forward_and_verify() {
     )
     .await;
     let small = rand_bytes(200 << 10, 1);
-    let big = rand_bytes(3 << 20, 2);
     let small_cid = add_cid(&a, "", &[("small.bin", &small)]).await;
-    let big_cid = add_cid(&a, "", &[("big.bin", &big)]).await;
     let (here, here_cid, _) = invoke_ok(&a, "digest", &format!("cid={small_cid}")).await;
     assert_eq!(here["sha256"], hex_sha256(&small));
 
-    // add on A, invoke on C (by function CID: names are per node): C finds A in the DHT,
+    Net {
+        ra,
+        rb,
+        rc,
+        a,
+        b,
+        c,
+        ida,
+        idb,
+        idc,
+        b_addr,
+        fcid,
+        small,
+        small_cid,
+        here_cid,
+    }
+}
+
+/// Added on A, invoked on C and on B: the same output CID, and nobody but A builds.
+async fn others_run_a_function_deployed_on_one_node(n: &Net) {
+    let (a, b, c, rb, small) = (&n.a, &n.b, &n.c, &n.rb, &n.small);
+    let (fcid, small_cid, here_cid) = (n.fcid.clone(), n.small_cid.clone(), n.here_cid.clone());
+    // invoke on C (by function CID: names are per node): C finds A in the DHT,
     // fetches the function's artifacts and the input, and runs it itself.
     let t = Instant::now();
-    let (on_c, c_cid, ran_on) = invoke_ok(&c, &fcid, &format!("cid={small_cid}")).await;
+    let (on_c, c_cid, ran_on) = invoke_ok(c, &fcid, &format!("cid={small_cid}")).await;
     eprintln!(
         "first invocation on C (fetch + precompile) took {:?}",
         t.elapsed()
@@ -132,11 +167,11 @@ async fn three_nodes_share_data_and_functions_forward_and_verify() {
     assert_eq!(c_cid, here_cid, "same function + input ⇒ same output CID");
 
     // deployed on A, invoked on B: the same output CID, and B never built anything
-    let (_, b_cid, _) = invoke_ok(&b, &fcid, &format!("cid={small_cid}&cache=false")).await;
+    let (_, b_cid, _) = invoke_ok(b, &fcid, &format!("cid={small_cid}&cache=false")).await;
     assert_eq!(b_cid, here_cid);
-    assert_eq!(metric(&b, "ipfaas_build_duration_seconds_count").await, 0.0);
-    assert_eq!(metric(&c, "ipfaas_build_duration_seconds_count").await, 0.0);
-    assert!(metric(&a, "ipfaas_build_duration_seconds_count").await >= 1.0);
+    assert_eq!(metric(b, "ipfaas_build_duration_seconds_count").await, 0.0);
+    assert_eq!(metric(c, "ipfaas_build_duration_seconds_count").await, 0.0);
+    assert!(metric(a, "ipfaas_build_duration_seconds_count").await >= 1.0);
     // B gives A's function a name of its own, without a build: fetched, pinned, runnable
     let r = client()
         .put(format!("{}/v1/functions/digest-of-a", b.url))
@@ -146,79 +181,111 @@ async fn three_nodes_share_data_and_functions_forward_and_verify() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let (_, named_cid, _) =
-        invoke_ok(&b, "digest-of-a", &format!("cid={small_cid}&cache=false")).await;
+        invoke_ok(b, "digest-of-a", &format!("cid={small_cid}&cache=false")).await;
     assert_eq!(named_cid, here_cid);
     assert!(cli_ok(&rb, &["pin", "ls"]).contains(&fcid));
     let vs = get_json(&format!("{}/v1/functions/digest-of-a/versions", b.url)).await;
     assert_eq!(vs["versions"][0]["how"], "point", "{vs}");
-    assert_eq!(metric(&b, "ipfaas_build_duration_seconds_count").await, 0.0);
-    assert!(metric(&c, "ipfaas_bitswap_received_bytes_total").await > 1e6);
-    assert!(metric(&a, "ipfaas_bitswap_sent_bytes_total").await > 1e6);
+    assert_eq!(metric(b, "ipfaas_build_duration_seconds_count").await, 0.0);
+    assert!(metric(c, "ipfaas_bitswap_received_bytes_total").await > 1e6);
+    assert!(metric(a, "ipfaas_bitswap_sent_bytes_total").await > 1e6);
 
     // B runs it on 20 MiB that only A holds (under B's forwarding threshold): `input.read()`
     // returns all of it, read through B's store from A over bitswap
     let large = rand_bytes((20 << 20) + 7, 5);
-    let large_cid = add_cid(&a, "", &[("large.bin", &large)]).await;
-    let (whole, _, ran_on) = invoke_ok(&b, &fcid, &format!("cid={large_cid}&whole=1")).await;
+    let large_cid = add_cid(a, "", &[("large.bin", &large)]).await;
+    let (whole, _, ran_on) = invoke_ok(b, &fcid, &format!("cid={large_cid}&whole=1")).await;
     assert_eq!(ran_on, "");
     assert_eq!(whole["bytes"], large.len());
     assert_eq!(whole["sha256"], hex_sha256(&large));
+}
 
-    // compute-to-data: the 3 MiB input is held by A only, so C forwards to A
-    let fetched_before = metric(&c, "ipfaas_store_fetched_blocks_total").await;
-    let (fwd, fwd_cid, ran_on) = invoke_ok(&c, &fcid, &format!("cid={big_cid}&tag=far")).await;
+/// Compute-to-data: C forwards an invocation on a large input that only A holds.
+async fn computation_goes_to_the_node_that_holds_the_data(n: &Net) {
+    let (a, c) = (&n.a, &n.c);
+    let ida = n.ida.clone();
+    let fcid = n.fcid.clone();
+    // the 3 MiB input is held by A only, so C forwards to A
+    let big = rand_bytes(3 << 20, 2);
+    let big_cid = add_cid(a, "", &[("big.bin", &big)]).await;
+    let fetched_before = metric(c, "ipfaas_store_fetched_blocks_total").await;
+    let (fwd, fwd_cid, ran_on) = invoke_ok(c, &fcid, &format!("cid={big_cid}&tag=far")).await;
     assert_eq!(ran_on, ida, "C should have forwarded to the holder A");
     assert_eq!(fwd["sha256"], hex_sha256(&big));
     assert_eq!(fwd["tag"], "far");
     // C fetched the input's root (to learn its size), the output and the logs: not the
     // 13 blocks of the input
-    let fetched = metric(&c, "ipfaas_store_fetched_blocks_total").await - fetched_before;
+    let fetched = metric(c, "ipfaas_store_fetched_blocks_total").await - fetched_before;
     assert!(fetched <= 4.0, "C fetched {fetched} blocks");
     // A ran it and stored the output; C fetched the output by CID
-    let (on_a, a_cid, _) = invoke_ok(&a, &fcid, &format!("cid={big_cid}&tag=far")).await;
+    let (on_a, a_cid, _) = invoke_ok(a, &fcid, &format!("cid={big_cid}&tag=far")).await;
     assert_eq!(on_a, fwd);
     assert_eq!(a_cid, fwd_cid);
     assert!(
         metric(
-            &c,
+            c,
             "ipfaas_forwarded_invocations_total{direction=\"out\",outcome=\"ok\"}"
         )
         .await
             >= 1.0
     );
-    assert!(metric(&a, "ipfaas_forwarded_invocations_total").await >= 1.0);
+    assert!(metric(a, "ipfaas_forwarded_invocations_total").await >= 1.0);
+}
 
-    // verification: C re-executes on both other nodes; all agree
-    let v = verify(&c, &fcid, &small_cid, 2).await;
+async fn verification_agrees_and_the_peer_policy_holds(n: &Net) {
+    let (a, b, c, rc) = (&n.a, &n.b, &n.c, &n.rc);
+    let (idb, idc) = (n.idb.clone(), n.idc.clone());
+    let (fcid, small_cid, here_cid) = (n.fcid.clone(), n.small_cid.clone(), n.here_cid.clone());
+    // C re-executes on both other nodes; all agree
+    let v = verify(c, &fcid, &small_cid, 2).await;
     assert_eq!(v["agree"], true, "{v}");
     assert_eq!(v["answered"], 2, "{v}");
     assert_eq!(v["output_cid"], here_cid.as_str(), "{v}");
     let out = cli_ok(&rc, &["verify", &fcid, &small_cid, "--peers", "2"]);
     assert_eq!(out.matches("agrees").count(), 2, "{out}");
-    assert!(metric(&c, "ipfaas_verifications_total{result=\"agree\"}").await >= 2.0);
+    assert!(metric(c, "ipfaas_verifications_total{result=\"agree\"}").await >= 2.0);
     // asking for more peers than there are is reported, not faked
-    let v = verify(&c, &fcid, &small_cid, 5).await;
+    let v = verify(c, &fcid, &small_cid, 5).await;
     assert_eq!(v["agree"], false, "{v}");
     assert_eq!(v["answered"], 2, "{v}");
     // the peer policy: A and C run it for B, their bootstrap peer (which C knows by address
     // only); C refuses A, which is neither its bootstrap peer nor allowed
-    let v = verify(&b, &fcid, &small_cid, 2).await;
+    let v = verify(b, &fcid, &small_cid, 2).await;
     assert_eq!(v["answered"], 2, "{v}");
     assert_eq!(v["agree"], true, "{v}");
     let refused = "ipfaas_forwarded_invocations_total{direction=\"in\",outcome=\"refused\"}";
-    assert_eq!(metric(&c, refused).await, 0.0);
-    let c_addr = format!("{}/p2p/{idc}", swarm_addr(&c).await);
-    let r = post(&a, &format!("swarm/connect?arg={c_addr}")).await;
+    assert_eq!(metric(c, refused).await, 0.0);
+    let c_addr = format!("{}/p2p/{idc}", swarm_addr(c).await);
+    let r = post(a, &format!("swarm/connect?arg={c_addr}")).await;
     assert_eq!(r.status(), 200);
-    wait_connected(&a, &idc).await;
-    let v = verify(&a, &fcid, &small_cid, 2).await;
+    wait_connected(a, &idc).await;
+    let v = verify(a, &fcid, &small_cid, 2).await;
     assert_eq!(v["answered"], 1, "only B answers A: {v}");
     assert_eq!(v["agree"], false, "{v}");
     assert_eq!(v["peers"][0]["peer"], idb.as_str(), "{v}");
-    assert_eq!(metric(&c, refused).await, 1.0);
-    assert_eq!(metric(&a, refused).await, 0.0);
+    assert_eq!(metric(c, refused).await, 1.0);
+    assert_eq!(metric(a, refused).await, 0.0);
+}
 
-    // a holder dies mid-forward: C fails over to the other holder
+/// A holder dies mid-forward: C fails over to the other holder. The killed holder comes back
+/// on its repo (same peer id).
+async fn a_holder_dying_mid_forward_fails_over_to_the_other(n: Net) -> Net {
+    let Net {
+        ra,
+        rb,
+        rc,
+        a,
+        b,
+        c,
+        ida,
+        idb,
+        idc,
+        b_addr,
+        fcid,
+        small,
+        small_cid,
+        here_cid,
+    } = n;
     let spin_cid = deploy(
         &a,
         &[
@@ -279,7 +346,6 @@ async fn three_nodes_share_data_and_functions_forward_and_verify() {
         .await
             >= 1.0
     );
-    // the killed holder comes back on its repo (same peer id) for what follows
     let (a, b) = match (a_opt, b_opt) {
         (None, Some(b)) => (start_node(&ra, Some(&b_addr), &["--peer-allow", &idc]), b),
         (Some(a), None) => {
@@ -293,7 +359,27 @@ async fn three_nodes_share_data_and_functions_forward_and_verify() {
     wait_connected(&a, &idb).await;
     wait_connected(&c, &idb).await;
 
-    // A dies mid-transfer; B holds the same data, so C's read still completes
+    Net {
+        ra,
+        rb,
+        rc,
+        a,
+        b,
+        c,
+        ida,
+        idb,
+        idc,
+        b_addr,
+        fcid,
+        small,
+        small_cid,
+        here_cid,
+    }
+}
+
+/// A dies mid-transfer; B holds the same data, so C's read still completes.
+async fn a_read_completes_when_one_source_dies_mid_transfer(n: Net) -> Net {
+    let Net { a, b, c, .. } = &n;
     let huge = rand_bytes(96 << 20, 3);
     let huge_cid = add_cid(&a, "", &[("huge.bin", &huge)]).await;
     assert_eq!(add_cid(&b, "", &[("huge.bin", &huge)]).await, huge_cid);
@@ -316,9 +402,22 @@ async fn three_nodes_share_data_and_functions_forward_and_verify() {
     assert!(killed, "the transfer finished before A could be killed");
     assert_eq!(got.len(), huge.len());
     assert!(got == huge, "C's copy differs");
-    drop(a);
 
-    // the bootstrap node restarts (same repo, so same peer id, same port): C dials it again
+    n
+}
+
+/// The bootstrap node restarts (same repo, so same peer id, same port): C dials it again.
+async fn the_restarted_bootstrap_node_is_dialled_again(n: Net) {
+    let Net {
+        rb,
+        a,
+        b,
+        c,
+        idb,
+        b_addr,
+        ..
+    } = n;
+    drop(a);
     let port = b_addr.split('/').nth(4).unwrap().to_string();
     b.stop();
     let gone = Instant::now();
@@ -498,8 +597,13 @@ async fn interop_with_a_plain_ipfs_peer_and_forged_blocks_are_rejected() {
         ))
         .await
         .unwrap();
+    let failures = metric(&n, "ipfaas_store_fetch_failures_total").await;
     let status = gateway_status(&n, &forged_cid.to_string()).await;
     assert_eq!(status, 404, "forged bytes must not be accepted");
+    assert!(
+        metric(&n, "ipfaas_store_fetch_failures_total").await > failures,
+        "the failed fetch is counted"
+    );
     assert!(
         !n.repo.join("blockstore").exists()
             || !walk_contains(&n.repo.join("blockstore"), b"forged bytes"),

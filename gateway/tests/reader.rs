@@ -33,7 +33,7 @@ async fn deploy_inspect(s: &Server) -> String {
     v["name"].as_str().unwrap().to_string()
 }
 
-async fn invoke(s: &Server, f: &str, cid: &str, params: Value) -> Value {
+async fn read_with(s: &Server, f: &str, cid: &str, params: Value) -> Value {
     let r = client()
         .post(format!("{}/v1/functions/{f}/invoke", s.url))
         .json(&json!({"cid": cid, "params": params}))
@@ -232,7 +232,7 @@ async fn file_input_reads_like_cpythons_buffered_reader() {
         for round in 0..rounds {
             let seq = ops(&mut rng, size, 40);
             let params = json!({"ops": serde_json::to_string(&seq).unwrap()});
-            let got = invoke(&s, &f, &cid, params).await;
+            let got = read_with(&s, &f, &cid, params).await;
             let want = reference(&path, &seq);
             if got != want {
                 let (g, w) = (got.as_array().unwrap(), want.as_array().unwrap());
@@ -246,7 +246,7 @@ async fn file_input_reads_like_cpythons_buffered_reader() {
             }
         }
         // the unbounded read a user writes first: `hashlib.sha256(input.read())`
-        let whole = invoke(&s, &f, &cid, json!({"ops": r#"[["read"]]"#})).await;
+        let whole = read_with(&s, &f, &cid, json!({"ops": r#"[["read"]]"#})).await;
         assert_eq!(
             whole[0][1],
             json!([size, hex(&Sha256::digest(&bytes))]),
@@ -362,11 +362,12 @@ async fn directory_input_reads_like_the_tree_through_tarfile() {
         let cid = out.trim();
         let want = listing(&root);
         for mode in ["r:", "r|"] {
-            let mut got: Vec<Value> = invoke(&s, &f, cid, json!({"mode": "tar", "tarmode": mode}))
-                .await
-                .as_array()
-                .unwrap()
-                .clone();
+            let mut got: Vec<Value> =
+                read_with(&s, &f, cid, json!({"mode": "tar", "tarmode": mode}))
+                    .await
+                    .as_array()
+                    .unwrap()
+                    .clone();
             sort(&mut got);
             assert_eq!(got, want, "tree seed {seed}, tarfile mode {mode}");
         }

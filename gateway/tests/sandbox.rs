@@ -61,7 +61,11 @@ def main(input, params):
 const WAITER_TOML: &str =
     "name = \"waiter\"\ntimeout = \"5s\"\nfuel = 1000000000000\nmemory = \"256MiB\"\n";
 
-async fn invoke(s: &Server, query: &str, timeout: Duration) -> reqwest::Result<reqwest::Response> {
+async fn call_waiter(
+    s: &Server,
+    query: &str,
+    timeout: Duration,
+) -> reqwest::Result<reqwest::Response> {
     client()
         .post(format!("{}/v1/functions/waiter/invoke?{query}", s.url))
         .timeout(timeout)
@@ -70,7 +74,9 @@ async fn invoke(s: &Server, query: &str, timeout: Duration) -> reqwest::Result<r
 }
 
 async fn ok_json(s: &Server, query: &str) -> Value {
-    let r = invoke(s, query, Duration::from_secs(60)).await.unwrap();
+    let r = call_waiter(s, query, Duration::from_secs(60))
+        .await
+        .unwrap();
     let st = r.status();
     let t = r.text().await.unwrap();
     assert_eq!(st, 200, "{query}: {t}");
@@ -128,7 +134,7 @@ async fn waits_reads_outputs_and_hangups_are_bounded() {
         let q = format!("cid={input}&mode=sleep&s={}&cache=false", 3600 + i);
         let s = &s;
         async move {
-            invoke(s, &q, Duration::from_secs(60))
+            call_waiter(s, &q, Duration::from_secs(60))
                 .await
                 .unwrap()
                 .status()
@@ -150,7 +156,11 @@ async fn waits_reads_outputs_and_hangups_are_bounded() {
     let spins = (0..4).map(|i| {
         let q = format!("cid={input}&mode=spin&n={i}&cache=false");
         let s = &s;
-        async move { invoke(s, &q, Duration::from_millis(700)).await.is_err() }
+        async move {
+            call_waiter(s, &q, Duration::from_millis(700))
+                .await
+                .is_err()
+        }
     });
     assert!(
         futures::future::join_all(spins)
@@ -166,7 +176,7 @@ async fn waits_reads_outputs_and_hangups_are_bounded() {
     );
 
     // Without a hang-up, the same spin answers 504 at its limit.
-    let r = invoke(
+    let r = call_waiter(
         &s,
         &format!("cid={input}&mode=spin&cache=false"),
         Duration::from_secs(30),
@@ -182,7 +192,7 @@ async fn waits_reads_outputs_and_hangups_are_bounded() {
     let v = ok_json(&s, &format!("cid={input}&mode=sparse")).await;
     assert_eq!(v, json!({"truncate": "refused", "seek_write": "refused"}));
     let t = Instant::now();
-    let r = invoke(
+    let r = call_waiter(
         &s,
         &format!("cid={input}&mode=sparse2"),
         Duration::from_secs(60),

@@ -13,6 +13,8 @@
 //!   functions get at run time that are not content-addressed.
 //! - [`deploy`], [`lifecycle`] and [`invoke`] — the [`Functions`] facade: deploy, versions,
 //!   rollback and removal, invoke, cache, publish, forward to peers, verify.
+//! - [`jobs`] — asynchronous invocations: durable (SQLite), bounded, cancellable, recovered
+//!   after a crash, with callbacks.
 //! - [`net`] — the network of nodes: bootstrap peers, DHT lookups.
 
 #![warn(missing_docs)]
@@ -23,6 +25,7 @@ pub mod executor;
 pub(crate) mod flight;
 pub(crate) mod fs;
 pub mod invoke;
+pub mod jobs;
 pub mod lifecycle;
 pub(crate) mod metrics;
 pub mod net;

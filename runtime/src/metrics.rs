@@ -13,6 +13,14 @@ pub(crate) fn register<C: Collector + Clone + 'static>(
     Ok(c)
 }
 
+/// Makes the series of `v` for each label set in `sets` exist (at zero) from the start, so a
+/// scrape shows them before anything happened and `rate()` over them starts from zero.
+pub(crate) fn preset(v: &prometheus::IntCounterVec, sets: &[&[&str]]) {
+    for s in sets {
+        v.with_label_values(s);
+    }
+}
+
 /// Turns a registration failure (a name registered twice) into a runtime error.
 pub(crate) fn error(e: prometheus::Error) -> crate::Error {
     crate::Error::Io(std::io::Error::other(format!("metrics: {e}")))

@@ -8,6 +8,7 @@ use ipfaas_runtime::store::add::AddOptions;
 use ipfaas_runtime::unixfs::read::{self, BlockSource};
 use ipfaas_runtime::unixfs::{ImportOptions, Profile};
 use ipfaas_runtime::{Error, Store, StoreConfig};
+use ipfaas_testkit::rand_bytes;
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -18,19 +19,6 @@ async fn open(repo: &Path) -> Store {
     Store::open(StoreConfig::offline(repo), &prometheus::Registry::new())
         .await
         .unwrap()
-}
-
-fn rand_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut s = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        v.extend_from_slice(&s.to_le_bytes());
-    }
-    v.truncate(len);
-    v
 }
 
 async fn add_bytes(store: &Store, name: &str, data: Vec<u8>, opts: AddOptions) -> Cid {

@@ -1,5 +1,5 @@
 //! The functions API: deploy (`POST /v1/functions`), list and inspect, invoke
-//! (`POST /v1/functions/{name|cid}/invoke`), and asynchronous jobs (`GET /v1/jobs/{id}`).
+//! (`POST /v1/functions/{name|cid}/invoke`; with `?async=true` a job, see [`super::jobs`]).
 
 use super::error::{ApiError, ApiResult};
 use super::lifecycle;
@@ -14,8 +14,8 @@ use ipfaas_runtime::invoke::{Invocation, InvokeError, InvokeRequest};
 use ipfaas_runtime::registry::Bundle;
 use ipfaas_runtime::registry::bundle::MAX_BUNDLE;
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Query keys the invoke endpoint reads itself; every other key is a parameter for the function.
 const RESERVED: [&str; 3] = ["cid", "cache", "async"];
@@ -70,7 +70,13 @@ pub async fn route(
             let f = f.to_string();
             ("invoke", invoke(app, req, &f).await)
         }
-        (Method::GET, ["jobs", id]) => ("job", job(app, id)),
+        (Method::GET, ["jobs"]) => ("jobs", super::jobs::list(app, &req).await),
+        (Method::GET, ["jobs", id]) => ("job", super::jobs::show(app, &req, id).await),
+        (Method::DELETE, ["jobs", id]) => ("job_cancel", super::jobs::cancel(app, &req, id).await),
+        (Method::POST, ["jobs", id, "retry"]) => {
+            ("job_retry", super::jobs::retry(app, &req, id).await)
+        }
+        (Method::GET, ["jobs", id, "logs"]) => ("job_logs", super::jobs::logs(app, &req, id).await),
         (Method::POST, ["verify"]) => ("verify", verify(app, req).await),
         (Method::GET, ["peers"]) => ("peers", peers(app).await),
         (Method::POST, ["repo", "gc"]) => {
@@ -292,6 +298,7 @@ async fn invoke(app: &Arc<App>, req: Request<Incoming>, f: &str) -> ApiResult<Re
         }
         params.insert(k.to_string(), vs[0].clone());
     }
+    let headers = req.headers().clone();
     let ctype = content_type(&req);
     let mut cid = q.get("cid").map(str::to_string);
     let is_json = ctype.starts_with("application/json");
@@ -350,20 +357,10 @@ async fn invoke(app: &Arc<App>, req: Request<Incoming>, f: &str) -> ApiResult<Re
         input,
         params,
         use_cache,
+        logs: None,
     };
     if is_async {
-        // refuse unknown functions now rather than in the job
-        app.functions.resolve_name(f)?;
-        let id = app.jobs.start(app.clone(), ireq)?;
-        let mut r = json(
-            StatusCode::ACCEPTED,
-            &json!({ "job": id, "status": "running", "url": format!("/v1/jobs/{id}") }),
-        );
-        r.headers_mut().insert(
-            header::LOCATION,
-            header::HeaderValue::from_str(&format!("/v1/jobs/{id}")).expect("ascii"),
-        );
-        return Ok(r);
+        return super::jobs::submit(app, &headers, ireq).await;
     }
     match app.functions.invoke(ireq).await {
         Ok(inv) => Ok(success(&inv)),
@@ -410,6 +407,7 @@ async fn verify(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Bo
         input: parse_cid(&spec.cid)?,
         params,
         use_cache: true,
+        logs: None,
     };
     match app.functions.verify(ireq, spec.peers).await {
         Ok(v) => Ok(json(
@@ -501,139 +499,4 @@ fn failure(e: &InvokeError) -> Response<Body> {
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     }
     r
-}
-
-/// Asynchronous invocations, kept in memory for an hour after they finish.
-#[derive(Default)]
-pub struct Jobs {
-    jobs: Mutex<HashMap<String, Job>>,
-}
-
-#[derive(Clone)]
-enum JobState {
-    Running,
-    Done(serde_json::Value),
-    Failed(StatusCode, serde_json::Value),
-}
-
-struct Job {
-    state: JobState,
-    finished: Option<std::time::Instant>,
-}
-
-const JOB_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
-/// Async invocations running at once; past it, `?async=true` answers 429.
-pub const MAX_RUNNING_JOBS: usize = 64;
-/// Finished jobs kept (besides the hour's limit); the oldest go first.
-const MAX_KEPT_JOBS: usize = 10_000;
-
-impl Jobs {
-    fn start(&self, app: Arc<App>, req: InvokeRequest) -> ApiResult<String> {
-        let id = {
-            let mut b = [0u8; 16];
-            getrandom(&mut b);
-            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-        };
-        {
-            let mut jobs = self.jobs.lock().unwrap();
-            jobs.retain(|_, j| j.finished.is_none_or(|t| t.elapsed() < JOB_TTL));
-            let running = jobs.values().filter(|j| j.finished.is_none()).count();
-            if running >= MAX_RUNNING_JOBS {
-                return Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!("{running} async invocations are running already; retry later"),
-                ));
-            }
-            if jobs.len() >= MAX_KEPT_JOBS {
-                let mut done: Vec<(std::time::Instant, String)> = jobs
-                    .iter()
-                    .filter_map(|(k, j)| Some((j.finished?, k.clone())))
-                    .collect();
-                done.sort();
-                for (_, k) in done.iter().take(jobs.len() + 1 - MAX_KEPT_JOBS) {
-                    jobs.remove(k);
-                }
-            }
-            jobs.insert(
-                id.clone(),
-                Job {
-                    state: JobState::Running,
-                    finished: None,
-                },
-            );
-        }
-        let key = id.clone();
-        tokio::spawn(async move {
-            use futures::FutureExt;
-            // a panic in the invocation still finishes the job (else it runs "for ever" and
-            // holds one of the MAX_RUNNING_JOBS places)
-            let ran = std::panic::AssertUnwindSafe(app.functions.invoke(req))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| {
-                    Err(InvokeError::from(
-                        ipfaas_runtime::executor::ExecError::from(ipfaas_runtime::Error::Io(
-                            std::io::Error::other("the invocation panicked"),
-                        )),
-                    ))
-                });
-            let state = match ran {
-                Ok(inv) => JobState::Done(json!({
-                    "output_cid": inv.output_cid,
-                    "outputs_cid": inv.outputs_cid,
-                    "logs_cid": inv.logs_cid,
-                    "function_cid": inv.function_cid,
-                    "input_cid": inv.input_cid.to_string(),
-                    "content_type": inv.content_type,
-                    "cached": inv.cached,
-                    "ran_on": inv.ran_on,
-                    "logs": String::from_utf8_lossy(&inv.logs),
-                    "output_url": format!("/ipfs/{}", inv.output_cid),
-                })),
-                Err(e) => {
-                    let (s, v) = failure_value(&e);
-                    JobState::Failed(s, v)
-                }
-            };
-            if let Some(j) = app.jobs.jobs.lock().unwrap().get_mut(&key) {
-                j.state = state;
-                j.finished = Some(std::time::Instant::now());
-            }
-        });
-        Ok(id)
-    }
-}
-
-fn getrandom(b: &mut [u8]) {
-    use std::io::Read;
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(b))
-        .is_err()
-    {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        for (i, x) in b.iter_mut().enumerate() {
-            *x = (t >> ((i % 16) * 8)) as u8;
-        }
-    }
-}
-
-fn job(app: &Arc<App>, id: &str) -> ApiResult<Response<Body>> {
-    let jobs = app.jobs.jobs.lock().unwrap();
-    let j = jobs
-        .get(id)
-        .ok_or_else(|| ApiError::not_found(format!("no job {id:?} (jobs are kept for an hour)")))?;
-    Ok(match &j.state {
-        JobState::Running => json(StatusCode::OK, &json!({ "job": id, "status": "running" })),
-        JobState::Done(v) => json(
-            StatusCode::OK,
-            &json!({ "job": id, "status": "done", "result": v }),
-        ),
-        JobState::Failed(s, v) => json(
-            StatusCode::OK,
-            &json!({ "job": id, "status": "failed", "http_status": s.as_u16(), "error": v }),
-        ),
-    })
 }

@@ -5,6 +5,7 @@ pub mod browser;
 pub mod conn;
 pub mod error;
 mod functions;
+mod jobs;
 pub mod kubo;
 mod lifecycle;
 mod path_gateway;
@@ -70,7 +71,8 @@ pub struct App {
     pub store: Store,
     pub functions: Functions,
     pub network: Network,
-    jobs: functions::Jobs,
+    /// Asynchronous invocations.
+    pub jobs: ipfaas_runtime::jobs::Jobs,
     pub registry: Registry,
     pub cfg: ServerConfig,
     requests: IntCounterVec,
@@ -82,6 +84,7 @@ impl App {
         store: Store,
         functions: Functions,
         network: Network,
+        jobs: ipfaas_runtime::jobs::Jobs,
         registry: Registry,
         cfg: ServerConfig,
     ) -> prometheus::Result<Arc<Self>> {
@@ -110,7 +113,7 @@ impl App {
             store,
             functions,
             network,
-            jobs: functions::Jobs::default(),
+            jobs,
             registry,
             cfg,
             requests,

@@ -19,6 +19,7 @@ pub enum Backend {
     Local(Store),
 }
 
+#[derive(Clone)]
 pub struct Remote {
     pub base: String,
     http: reqwest::Client,

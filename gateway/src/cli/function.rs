@@ -143,6 +143,7 @@ pub async fn invoke(
                 input: ipfaas_runtime::error::parse_cid(cid)?,
                 params,
                 use_cache: cache,
+                logs: None,
             };
             let r = f.invoke(req).await;
             f.flush().await?;

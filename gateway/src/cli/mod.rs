@@ -3,6 +3,7 @@
 mod client;
 mod examples;
 mod function;
+mod jobs;
 mod lifecycle;
 mod secret;
 mod serve;
@@ -87,6 +88,41 @@ pub enum Cmd {
         /// Run even if the result is cached
         #[arg(long)]
         no_cache: bool,
+        /// Submit it as a job (it survives restarts; see `ipfaas jobs`): prints the job's id
+        #[arg(long = "async")]
+        is_async: bool,
+        /// With --async: follow the job (its logs and a status line) until it ends, then print
+        /// its output
+        #[arg(long, requires = "is_async")]
+        follow: bool,
+        /// With --async: POST the finished job (JSON) to this URL
+        #[arg(long, value_name = "URL", requires = "is_async")]
+        callback: Option<String>,
+    },
+    /// List asynchronous jobs, newest first
+    Jobs {
+        /// Only jobs in this state (queued, running, done, failed, cancelled, interrupted)
+        #[arg(long)]
+        status: Option<String>,
+        /// Only jobs of this function (name or CID)
+        #[arg(long)]
+        function: Option<String>,
+        /// At most this many
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show an asynchronous job; or follow, cancel or retry it
+    Job {
+        id: String,
+        /// Stream its logs under a live status line until it ends; then print its output
+        #[arg(long)]
+        follow: bool,
+        /// Cancel it: a queued job never runs, a running one is stopped
+        #[arg(long, conflicts_with = "retry")]
+        cancel: bool,
+        /// Queue a failed, cancelled or interrupted job again
+        #[arg(long)]
+        retry: bool,
     },
     /// List deployed functions, or one function's versions (newest first, `*` = current)
     Functions {
@@ -207,6 +243,18 @@ pub struct ServeArgs {
     /// Docker functions: invocations that may wait for a container before the answer is 429
     #[arg(long, default_value_t = 16)]
     pub container_queue: usize,
+    /// Async jobs (`?async=true`) running at once, in slots of their own
+    #[arg(long, default_value_t = 2)]
+    pub job_concurrency: usize,
+    /// Async jobs queued or running at most; past it, submissions get 429
+    #[arg(long, default_value_t = 1000)]
+    pub job_queue: u64,
+    /// Finished jobs are deleted this long after they finish
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    pub job_retention: std::time::Duration,
+    /// Finished jobs kept at most (the oldest go first)
+    #[arg(long, default_value_t = 10_000)]
+    pub job_keep: u64,
     /// Serve a non-loopback --listen address without an API token (only on a trusted network)
     #[arg(long)]
     pub insecure: bool,
@@ -328,7 +376,31 @@ async fn client(b: &Backend, cmd: Cmd) -> Result<()> {
             cid,
             params,
             no_cache,
+            is_async: true,
+            follow,
+            callback,
+        } => {
+            let params = params.into_iter().collect();
+            jobs::submit(b, &function, &cid, params, !no_cache, callback, follow).await
+        }
+        Cmd::Invoke {
+            function,
+            cid,
+            params,
+            no_cache,
+            ..
         } => function::invoke(b, &function, &cid, params, !no_cache).await,
+        Cmd::Jobs {
+            status,
+            function,
+            limit,
+        } => jobs::list(b, status, function, limit).await,
+        Cmd::Job {
+            id,
+            follow,
+            cancel,
+            retry,
+        } => jobs::show(b, &id, follow, cancel, retry).await,
         Cmd::Functions { versions: None } => function::list(b).await,
         Cmd::Functions {
             versions: Some(name),

@@ -8,6 +8,7 @@ use crate::api::{self, App, ServerConfig};
 use crate::units::parse_size;
 use anyhow::{Context, Result};
 use ipfaas_runtime::invoke::{Functions, FunctionsConfig, NetworkConfig, PeerInvoke};
+use ipfaas_runtime::jobs::{Jobs, JobsConfig};
 use ipfaas_runtime::net::Network;
 use ipfaas_runtime::{Store, StoreConfig};
 use std::path::Path;
@@ -177,10 +178,23 @@ pub(super) async fn serve(
     if !args.no_examples {
         examples::deploy_missing(functions.clone());
     }
+    let jobs = Jobs::open(
+        &store.repo().join("jobs.sqlite"),
+        functions.clone(),
+        JobsConfig {
+            concurrency: args.job_concurrency,
+            queue: args.job_queue,
+            keep_for: args.job_retention,
+            keep: args.job_keep,
+        },
+        &registry,
+    )
+    .await?;
     let app = App::new(
         store.clone(),
         functions.clone(),
         network,
+        jobs,
         registry,
         ServerConfig {
             api_token,

@@ -20,7 +20,36 @@ pub mod wasm;
 use crate::error::Error;
 use bytes::Bytes;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// The source of a running invocation's logs so far.
+type LogSource = Arc<dyn Fn() -> Bytes + Send + Sync>;
+
+/// A live view of a running invocation's logs, for callers that follow them (a job's
+/// `logs?follow=true`). The executor attaches its log buffer once the run has one; readers
+/// take snapshots.
+#[derive(Clone, Default)]
+pub struct LogTap(Arc<Mutex<Option<LogSource>>>);
+
+impl LogTap {
+    /// Makes `source` (the logs written so far, whole) what [`LogTap::snapshot`] reads.
+    pub fn attach(&self, source: impl Fn() -> Bytes + Send + Sync + 'static) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(source));
+    }
+
+    /// The logs written so far (empty before the executor attached).
+    pub fn snapshot(&self) -> Bytes {
+        let source = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        source.map(|f| f()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for LogTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogTap")
+    }
+}
 
 /// Where an invocation's time went.
 #[derive(Debug, Clone, Default, serde::Serialize)]

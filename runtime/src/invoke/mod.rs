@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::executor::docker::{DockerConfig, DockerExec};
 use crate::executor::outputs::Outputs;
 use crate::executor::wasm::WasmExec;
-use crate::executor::{Published, RunOutput, Timings};
+use crate::executor::{LogTap, Published, RunOutput, Timings};
 use crate::metrics::error as metrics_error;
 use crate::net::{NetMetrics, Network, PeerId};
 use crate::registry::{Def, Listed, Registry};
@@ -50,6 +50,8 @@ pub struct InvokeRequest {
     pub params: BTreeMap<String, String>,
     /// Whether the result cache may answer.
     pub use_cache: bool,
+    /// Where the executor shows the logs while it runs (a job that is followed).
+    pub logs: Option<LogTap>,
 }
 
 /// A finished invocation.
@@ -323,7 +325,7 @@ impl Functions {
         req: InvokeRequest,
         may_forward: bool,
     ) -> Result<Invocation, InvokeError> {
-        let label = req.function.clone();
+        let label = self.inner.registry.metric_label(&req.function);
         let r = if may_forward {
             self.routed(req).await
         } else {
@@ -376,13 +378,13 @@ impl Functions {
             Def::Python(d) => {
                 inner
                     .wasm
-                    .run(store, d, req.input, &req.params, key, publish)
+                    .run(store, d, req.input, &req.params, key, publish, req.logs)
                     .await?
             }
             Def::Docker(d) => {
                 let secrets = inner.secrets.environment(&d.secrets)?;
                 self.docker()?
-                    .run(store, d, req.input, &req.params, secrets, publish)
+                    .run(store, d, req.input, &req.params, secrets, publish, req.logs)
                     .await?
             }
         };

@@ -186,6 +186,7 @@ async fn handle(f: &Functions, peer: PeerId, bytes: &[u8]) -> WireResponse {
             input,
             params: req.params,
             use_cache: req.cache,
+            logs: None,
         })
         .await;
     let m = f.net_metrics();

@@ -55,6 +55,7 @@ impl Functions {
             input: here.input_cid,
             params,
             use_cache: false,
+            logs: None,
         };
         let candidates = match att {
             Some(a) => a.net.connected().await,

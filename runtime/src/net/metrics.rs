@@ -32,7 +32,7 @@ pub struct NetMetrics {
 impl NetMetrics {
     /// Creates the network metrics and registers them in `r`.
     pub fn new(r: &Registry) -> prometheus::Result<Self> {
-        Ok(Self {
+        let m = Self {
             peers: register(r, IntGauge::new("ipfaas_peers", "Connected libp2p peers")?)?,
             bitswap_sent_bytes: register(
                 r,
@@ -93,7 +93,19 @@ impl NetMetrics {
                 )?,
             )?,
             last: Arc::new(Default::default()),
-        })
+        };
+        crate::metrics::preset(&m.dht_lookups, &[&["found"], &["none"]]);
+        let mut forwarded: Vec<[&str; 2]> = vec![];
+        for outcome in ["ok", "error", "refused", "failed_over"] {
+            forwarded.extend([["out", outcome], ["in", outcome]]);
+        }
+        let forwarded: Vec<&[&str]> = forwarded.iter().map(|s| &s[..]).collect();
+        crate::metrics::preset(&m.forwarded, &forwarded);
+        crate::metrics::preset(
+            &m.verifications,
+            &[&["agree"], &["disagree"], &["incomplete"]],
+        );
+        Ok(m)
     }
 
     /// Advances the bitswap counters to the node's running totals.

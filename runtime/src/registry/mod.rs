@@ -164,6 +164,20 @@ impl Registry {
         }
     }
 
+    /// The `function` label of a metric for an invocation of `function` (a name or a CID),
+    /// from a bounded set: a name deployed here, `(cid)` for any function CID, `(unknown)` for
+    /// anything else. Callers choose what they invoke; a label per CID or per typo would grow
+    /// the node's metrics without bound.
+    pub fn metric_label(&self, function: &str) -> String {
+        if self.names.get(function).is_some() {
+            function.to_string()
+        } else if parse_cid(function).is_ok() {
+            "(cid)".to_string()
+        } else {
+            "(unknown)".to_string()
+        }
+    }
+
     /// Reads (and caches) a function definition from the store, checked.
     pub async fn definition(&self, store: &Store, function_cid: &str) -> Result<Arc<Def>> {
         if let Some(d) = self.defs.lock().unwrap().get(function_cid) {

@@ -20,6 +20,8 @@ pub struct StoreMetrics {
     pub read_seconds: Histogram,
     /// `ipfaas_store_fetched_blocks_total`: blocks fetched from peers over bitswap.
     pub fetched_blocks: IntCounter,
+    /// `ipfaas_store_fetch_failures_total`: blocks no peer gave within the fetch timeout.
+    pub fetch_failures: IntCounter,
     /// `ipfaas_store_gc_runs_total`: garbage collections.
     pub gc_runs: IntCounter,
     /// `ipfaas_store_gc_removed_bytes_total`: bytes of blocks garbage collections removed.
@@ -84,6 +86,13 @@ impl StoreMetrics {
                 IntCounter::new(
                     "ipfaas_store_fetched_blocks_total",
                     "Blocks fetched from peers",
+                )?,
+            )?,
+            fetch_failures: register(
+                r,
+                IntCounter::new(
+                    "ipfaas_store_fetch_failures_total",
+                    "Blocks asked of peers that no peer gave within the fetch timeout",
                 )?,
             )?,
             gc_runs: register(

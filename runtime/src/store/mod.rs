@@ -714,6 +714,7 @@ impl BlockSource for Store {
                 }
             }
         }
+        self.inner.metrics.fetch_failures.inc();
         Err(Error::NotFound {
             cid: cid.to_string(),
             waited,

@@ -51,7 +51,7 @@ impl Metrics {
                 )?,
             )
         };
-        Ok(Self {
+        let m = Self {
             start: h("ipfaas_docker_start_seconds", "Container create+start")?,
             run: h("ipfaas_docker_run_seconds", "Container run until exit")?,
             teardown: h(
@@ -86,7 +86,9 @@ impl Metrics {
                 r,
                 IntGauge::new("ipfaas_docker_active_containers", "Containers running now")?,
             )?,
-        })
+        };
+        crate::metrics::preset(&m.exits, &[&["0"], &["oom"], &["timeout"], &["outputs"]]);
+        Ok(m)
     }
 }
 

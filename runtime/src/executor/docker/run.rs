@@ -48,12 +48,13 @@ impl DockerExec {
         params: &BTreeMap<String, String>,
         secrets: Vec<String>,
         publish: Publish,
+        logs: Option<crate::executor::LogTap>,
     ) -> Result<RunOutput, ExecError> {
         let (uid, gid) = def.user();
         let outputs = self.inner.outputs.for_user(uid, gid)?;
         let t = Instant::now();
         let (out, outputs) = self
-            .run_container(store, def, input, params, secrets, outputs)
+            .run_container(store, def, input, params, secrets, outputs, logs)
             .await?;
         let total = t.elapsed();
         let t = Instant::now();
@@ -97,6 +98,7 @@ impl DockerExec {
         params: &BTreeMap<String, String>,
         secrets: Vec<String>,
         outputs: tempfile::TempDir,
+        logs: Option<crate::executor::LogTap>,
     ) -> Result<(DockerOutcome, tempfile::TempDir), ExecError> {
         let inner = &self.inner;
         let permit = match inner.slots.clone().try_acquire_owned() {
@@ -191,7 +193,7 @@ impl DockerExec {
             .map_err(|_| io_err("the container's creation was lost"))?
             .map_err(engine_err)?;
         let r = self
-            .run_created(&container.id, container.outputs(), l, t0)
+            .run_created(&container.id, container.outputs(), l, t0, logs)
             .await;
         let t = Instant::now();
         let outputs = container.remove().await;
@@ -208,6 +210,7 @@ impl DockerExec {
         outputs: std::path::PathBuf,
         l: DockerLimits,
         t0: Instant,
+        logs: Option<crate::executor::LogTap>,
     ) -> Result<DockerOutcome, ExecError> {
         let inner = &self.inner;
         let d = &inner.docker;
@@ -225,7 +228,7 @@ impl DockerExec {
             )
             .await
             .map_err(engine_err)?;
-        let collector = tokio::spawn(collect(att.output, l.max_output));
+        let collector = tokio::spawn(collect(att.output, l.max_output, logs));
         d.start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
             .await
             .map_err(engine_err)?;
@@ -428,7 +431,7 @@ async fn remove(docker: &bollard::Docker, id: &str) {
 }
 
 /// Stdout (up to `max` bytes) and stderr (up to 1 MiB) from the attached stream; whether stdout
-/// was cut.
+/// was cut. Stderr is the logs: `tap` shows them as they come.
 async fn collect(
     mut s: std::pin::Pin<
         Box<
@@ -441,8 +444,15 @@ async fn collect(
         >,
     >,
     max: u64,
+    tap: Option<crate::executor::LogTap>,
 ) -> Result<(Vec<u8>, Vec<u8>, bool)> {
     let (mut out, mut err, mut cut) = (Vec::new(), Vec::new(), false);
+    let live = tap.map(|t| {
+        let live = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = live.clone();
+        t.attach(move || Bytes::copy_from_slice(&seen.lock().unwrap_or_else(|p| p.into_inner())));
+        live
+    });
     while let Some(item) = s.try_next().await.map_err(engine_err)? {
         match item {
             bollard::container::LogOutput::StdOut { message } => {
@@ -456,6 +466,11 @@ async fn collect(
                 if err.len() + message.len() <= 1 << 20 =>
             {
                 err.extend_from_slice(&message);
+                if let Some(l) = &live {
+                    l.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend_from_slice(&message);
+                }
             }
             _ => {}
         }

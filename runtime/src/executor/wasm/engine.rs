@@ -78,6 +78,8 @@ pub struct RunRequest {
     pub seed: [u8; 32],
     /// Cancelled when the caller has gone: the run stops within an epoch tick.
     pub cancel: CancellationToken,
+    /// Shows the guest's logs while it runs, when someone follows them.
+    pub logs: Option<crate::executor::LogTap>,
 }
 
 /// What a successful call returned.
@@ -450,6 +452,10 @@ impl WasmEngine {
             limits,
             ..
         } = inst;
+        if let Some(tap) = &req.logs {
+            let pipe = logs.clone();
+            tap.attach(move || pipe.contents());
+        }
         let host = store.data_mut();
         // the time limit counts from the call, not from when the instance was made
         host.stop = Stop::within(Duration::from_millis(limits.timeout_ms), req.cancel);

@@ -276,6 +276,7 @@ impl WasmExec {
         params: &BTreeMap<String, String>,
         seed: [u8; 32],
         publish: Publish,
+        logs: Option<crate::executor::LogTap>,
     ) -> Result<RunOutput, ExecError> {
         let inner = &self.inner;
         let m = &inner.metrics;
@@ -304,6 +305,7 @@ impl WasmExec {
                 params: params.clone().into_iter().collect(),
                 seed,
                 cancel: cancel.clone(),
+                logs,
             },
             publish,
             running: Active::new(&m.active),
