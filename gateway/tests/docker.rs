@@ -67,6 +67,14 @@ async fn run_dprobe(s: &Server, q: &str) -> reqwest::Response {
         .unwrap()
 }
 
+/// The `dprobe` manifest for `image`: 64 MiB, 3 s, 32 pids, half a CPU.
+fn dprobe_manifest(image: &str) -> Value {
+    json!({
+        "name": "dprobe", "kind": "docker", "image": image,
+        "limits": {"memory": "64MiB", "timeout": "3s", "pids": 32, "cpus": 0.5}
+    })
+}
+
 fn leftovers(image: &str) -> usize {
     docker(&["ps", "-aq", "--filter", &format!("ancestor={image}")])
         .lines()
@@ -101,11 +109,7 @@ async fn dprobe() -> tokio::sync::MutexGuard<'static, Dprobe> {
                 std::fs::metadata(build.path()).unwrap().uid() == 0
             };
             let s = start_shared(&["--max-containers", "1", "--container-queue", "1"]);
-            let manifest = json!({
-                "name": "dprobe", "kind": "docker", "image": image,
-                "limits": {"memory": "64MiB", "timeout": "3s", "pids": 32, "cpus": 0.5}
-            });
-            let r = deploy(&s, &manifest).await;
+            let r = deploy(&s, &dprobe_manifest(&image)).await;
             assert_eq!(r.status(), 201);
             let d: Value = r.json().await.unwrap();
             let data = rand_bytes(300_000, 3);
@@ -410,11 +414,7 @@ async fn a_crash_mid_invocation_leaves_a_container_that_the_next_start_removes()
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     let s = Server::start(&repo, &[]);
-    let manifest = json!({
-        "name": "dprobe", "kind": "docker", "image": p.image,
-        "limits": {"memory": "64MiB", "timeout": "3s", "pids": 32, "cpus": 0.5}
-    });
-    assert_eq!(deploy(&s, &manifest).await.status(), 201);
+    assert_eq!(deploy(&s, &dprobe_manifest(&p.image)).await.status(), 201);
     let file = add_cid(&s, "", &[("f.bin", &p.data)]).await;
     let pending = tokio::spawn({
         let url = format!("{}/v1/functions/dprobe/invoke?cid={file}&mode=sleep", s.url);
@@ -455,11 +455,7 @@ async fn a_docker_job_running_at_a_crash_is_marked_interrupted_and_runs_again_on
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     let s = Server::start(&repo, &[]);
-    let manifest = json!({
-        "name": "dprobe", "kind": "docker", "image": p.image,
-        "limits": {"memory": "64MiB", "timeout": "3s", "pids": 32}
-    });
-    assert_eq!(deploy(&s, &manifest).await.status(), 201);
+    assert_eq!(deploy(&s, &dprobe_manifest(&p.image)).await.status(), 201);
     let file = add_cid(&s, "", &[("f.bin", &p.data)]).await;
     let r = run_dprobe(&s, &format!("cid={file}&mode=sleep&async=true")).await;
     assert_eq!(r.status(), 202);

@@ -77,6 +77,24 @@ async fn submit_ok(s: &Server, cid: &str, q: &str) -> String {
     v["job"].as_str().unwrap().to_string()
 }
 
+/// `DELETE /v1/jobs/{id}`: cancels it.
+async fn cancel(s: &Server, id: &str) -> reqwest::Response {
+    client()
+        .delete(format!("{}/v1/jobs/{id}", s.url))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `POST /v1/jobs/{id}/retry`.
+async fn retry(s: &Server, id: &str) -> reqwest::Response {
+    client()
+        .post(format!("{}/v1/jobs/{id}/retry", s.url))
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn job(s: &Server, id: &str) -> Value {
     get_json(&format!("{}/v1/jobs/{id}", s.url)).await
 }
@@ -178,11 +196,7 @@ async fn a_cancelled_queued_job_never_runs_and_a_running_one_stops() {
     assert_eq!(job(&s, &queued).await["status"], "queued");
 
     // queued: cancelled, and never started
-    let r = client()
-        .delete(format!("{}/v1/jobs/{queued}", s.url))
-        .send()
-        .await
-        .unwrap();
+    let r = cancel(&s, &queued).await;
     assert_eq!(r.status(), 200);
     let j: Value = r.json().await.unwrap();
     assert_eq!(j["status"], "cancelled", "{j}");
@@ -190,11 +204,7 @@ async fn a_cancelled_queued_job_never_runs_and_a_running_one_stops() {
 
     // running: stopped well before its work is done, and its instance let go
     let t = Instant::now();
-    let r = client()
-        .delete(format!("{}/v1/jobs/{running}", s.url))
-        .send()
-        .await
-        .unwrap();
+    let r = cancel(&s, &running).await;
     let j: Value = r.json().await.unwrap();
     assert_eq!(j["status"], "cancelled", "{j}");
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
@@ -209,11 +219,7 @@ async fn a_cancelled_queued_job_never_runs_and_a_running_one_stops() {
     assert!(j.get("result").is_none(), "{j}");
 
     // a finished job cannot be cancelled; an unknown one is a 404
-    let r = client()
-        .delete(format!("{}/v1/jobs/{running}", s.url))
-        .send()
-        .await
-        .unwrap();
+    let r = cancel(&s, &running).await;
     assert_eq!(r.status(), 409);
     let r = client()
         .delete(format!(
@@ -230,20 +236,12 @@ async fn a_cancelled_queued_job_never_runs_and_a_running_one_stops() {
     // the queued one never ran, even later; a retry runs it
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(job(&s, &queued).await["status"], "cancelled");
-    let r = client()
-        .post(format!("{}/v1/jobs/{queued}/retry", s.url))
-        .send()
-        .await
-        .unwrap();
+    let r = retry(&s, &queued).await;
     assert_eq!(r.status(), 202);
     let j = finished(&s, &queued).await;
     assert_eq!(j["status"], "done", "{j}");
     assert_eq!(j["attempts"], 1, "{j}");
-    let r = client()
-        .post(format!("{}/v1/jobs/{queued}/retry", s.url))
-        .send()
-        .await
-        .unwrap();
+    let r = retry(&s, &queued).await;
     assert_eq!(r.status(), 409, "a done job is not retried");
 }
 
@@ -258,9 +256,9 @@ async fn past_the_queue_bound_submissions_get_429_with_retry_after() {
     let cid = add_cid(&s, "", &[("q", b"queue")]).await;
     let a = submit_ok(&s, &cid, &format!("n={}", LONG * 20)).await;
     let b = submit_ok(&s, &cid, &format!("n={}&b=1", LONG * 20)).await;
-    let (status, v, retry) = submit(&s, &cid, "n=1", None).await;
+    let (status, v, retry_after) = submit(&s, &cid, "n=1", None).await;
     assert_eq!(status, 429, "{v}");
-    assert_eq!(retry, "1");
+    assert_eq!(retry_after, "1");
     assert!(v["error"].as_str().unwrap().contains("retry later"), "{v}");
     assert_eq!(metric(&s, "ipfaas_jobs_refused_total").await, 1.0);
     // synchronous invocations are not held up by the jobs
@@ -269,14 +267,20 @@ async fn past_the_queue_bound_submissions_get_429_with_retry_after() {
     assert_eq!(r.text().await.unwrap(), chain(b"queue", 10));
     // room again once one is cancelled
     for id in [&a, &b] {
-        let r = client()
-            .delete(format!("{}/v1/jobs/{id}", s.url))
-            .send()
-            .await
-            .unwrap();
+        let r = cancel(&s, id).await;
         assert_eq!(r.status(), 200);
     }
-    assert_eq!(submit(&s, &cid, "n=1", None).await.0, 202);
+    // a retry is a submission too: refused while the queue is full
+    let x = submit_ok(&s, &cid, &format!("n={}&x=1", LONG * 20)).await;
+    let y = submit_ok(&s, &cid, &format!("n={}&y=1", LONG * 20)).await;
+    let r = retry(&s, &a).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(header(&r, "retry-after"), "1");
+    assert_eq!(job(&s, &a).await["status"], "cancelled");
+    for id in [&x, &y] {
+        assert_eq!(cancel(&s, id).await.status(), 200);
+    }
+    assert_eq!(retry(&s, &a).await.status(), 202);
     // an unknown function or a bad callback is refused before it is queued
     let r = client()
         .post(format!(

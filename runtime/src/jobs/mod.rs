@@ -274,7 +274,25 @@ impl Jobs {
     /// Queues a failed, cancelled or interrupted job again.
     pub async fn retry(&self, id: &str) -> Result<JobView, JobError> {
         let key = id.to_string();
-        if !self.db(move |db| db.requeue(&key)).await? {
+        let bound = self.inner.cfg.queue;
+        // a retry is a submission: it counts against the queue's bound
+        let requeued = self
+            .db(move |db| {
+                let active = db.active()?;
+                if active >= bound {
+                    return Ok(Err(active));
+                }
+                db.requeue(&key).map(Ok)
+            })
+            .await?;
+        let requeued = match requeued {
+            Ok(r) => r,
+            Err(active) => {
+                self.inner.metrics.refused.inc();
+                return Err(JobError::Full { active });
+            }
+        };
+        if !requeued {
             let j = self.get(id).await?;
             return Err(JobError::Conflict(format!(
                 "job {id} is {}: only failed, cancelled or interrupted jobs can be retried",
