@@ -22,7 +22,11 @@ for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
   cp -L "$lib" "$ctx/rootfs$lib"
 done
 # name resolution for /dns4/... bootstrap addresses (libc reads these)
-mkdir -p "$ctx/rootfs/etc"
+mkdir -p "$ctx/rootfs/etc" "$ctx/rootfs/etc/ssl/certs"
+# the certificate authorities package indexes are checked against (requirements.txt)
+for ca in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt; do
+  if [ -f "$ca" ]; then cp -L "$ca" "$ctx/rootfs/etc/ssl/certs/ca-certificates.crt"; break; fi
+done
 printf 'hosts: files dns\n' > "$ctx/rootfs/etc/nsswitch.conf"
 printf 'ipfaas:x:65532:65532::/data:/usr/local/bin/ipfaas\n' > "$ctx/rootfs/etc/passwd"
 printf 'ipfaas:x:65532:\n' > "$ctx/rootfs/etc/group"

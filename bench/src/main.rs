@@ -158,6 +158,7 @@ async fn store_add(args: &[String]) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    ipfaas_runtime::pypkg::index::install_crypto_provider();
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("store-add") => store_add(&args).await,

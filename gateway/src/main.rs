@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    ipfaas_runtime::pypkg::index::install_crypto_provider();
     let args = cli::Cli::parse();
     // libp2p's layers log every failed dial as an error; a peer that is down is normal in a
     // network, and ipfaas reports its bootstrap peers' state itself.

@@ -232,7 +232,9 @@ async fn cli_uses_the_running_server_and_its_token() {
     let id = cli_ok(&repo, &["id"]);
     assert!(id.contains("/p2p/12D3KooW"), "{id}");
     // the add went through the server, so its metrics saw it
-    let m = reqwest::get(format!("{}/metrics", s.url))
+    let m = client()
+        .get(format!("{}/metrics", s.url))
+        .send()
         .await
         .unwrap()
         .text()

@@ -118,7 +118,11 @@ async fn deploys_share_builds_and_the_node_stays_responsive() {
     let s = Server::start(repo.path(), &[]);
     let deploy = |files: Vec<(&'static str, &'static [u8])>| try_deploy(s.url.clone(), files);
     // four deploys of one bundle: one build, one function CID
-    let builds = metric(&s, "ipfaas_build_duration_seconds_count").await;
+    let builds = metric(
+        &s,
+        "ipfaas_build_duration_seconds_count{stage=\"component\"}",
+    )
+    .await;
     let same = || {
         deploy(vec![
             ("function.py", b"def main(input):\n    return 'same'\n"),
@@ -136,7 +140,11 @@ async fn deploys_share_builds_and_the_node_stays_responsive() {
     assert_eq!(cids.len(), 1, "{cids:?}");
     assert_eq!(reused, 3, "{all:?}");
     assert_eq!(
-        metric(&s, "ipfaas_build_duration_seconds_count").await,
+        metric(
+            &s,
+            "ipfaas_build_duration_seconds_count{stage=\"component\"}"
+        )
+        .await,
         builds + 1.0
     );
 

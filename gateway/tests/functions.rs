@@ -124,7 +124,14 @@ async fn a_deploy_stores_the_definition_component_and_bundle() {
     let def: Value = serde_json::from_slice(&gateway_bytes(s, &p.fcid).await).unwrap();
     assert_eq!(def["component"], d["component_cid"]);
     assert_eq!(def["limits"]["memory"], 256 << 20);
-    assert!(metric(s, "ipfaas_build_duration_seconds_count").await >= 1.0);
+    assert!(
+        metric(
+            s,
+            "ipfaas_build_duration_seconds_count{stage=\"component\"}"
+        )
+        .await
+            >= 1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -607,12 +614,12 @@ async fn deploy_errors_name_the_culprit() {
             "memroy",
         ),
         (
-            "unpinned",
+            "not a requirement",
             tar_of(&[
                 ("function.py", b"def main(i): pass\n"),
-                ("requirements.txt", b"six\n"),
+                ("requirements.txt", b"six >>= 1\n"),
             ]),
-            "line 1",
+            "requirements.txt line 1",
         ),
         (
             "binary-only package",

@@ -169,9 +169,30 @@ async fn others_run_a_function_deployed_on_one_node(n: &Net) {
     // deployed on A, invoked on B: the same output CID, and B never built anything
     let (_, b_cid, _) = invoke_ok(b, &fcid, &format!("cid={small_cid}&cache=false")).await;
     assert_eq!(b_cid, here_cid);
-    assert_eq!(metric(b, "ipfaas_build_duration_seconds_count").await, 0.0);
-    assert_eq!(metric(c, "ipfaas_build_duration_seconds_count").await, 0.0);
-    assert!(metric(a, "ipfaas_build_duration_seconds_count").await >= 1.0);
+    assert_eq!(
+        metric(
+            b,
+            "ipfaas_build_duration_seconds_count{stage=\"component\"}"
+        )
+        .await,
+        0.0
+    );
+    assert_eq!(
+        metric(
+            c,
+            "ipfaas_build_duration_seconds_count{stage=\"component\"}"
+        )
+        .await,
+        0.0
+    );
+    assert!(
+        metric(
+            a,
+            "ipfaas_build_duration_seconds_count{stage=\"component\"}"
+        )
+        .await
+            >= 1.0
+    );
     // B gives A's function a name of its own, without a build: fetched, pinned, runnable
     let r = client()
         .put(format!("{}/v1/functions/digest-of-a", b.url))
@@ -186,7 +207,14 @@ async fn others_run_a_function_deployed_on_one_node(n: &Net) {
     assert!(cli_ok(&rb, &["pin", "ls"]).contains(&fcid));
     let vs = get_json(&format!("{}/v1/functions/digest-of-a/versions", b.url)).await;
     assert_eq!(vs["versions"][0]["how"], "point", "{vs}");
-    assert_eq!(metric(b, "ipfaas_build_duration_seconds_count").await, 0.0);
+    assert_eq!(
+        metric(
+            b,
+            "ipfaas_build_duration_seconds_count{stage=\"component\"}"
+        )
+        .await,
+        0.0
+    );
     assert!(metric(c, "ipfaas_bitswap_received_bytes_total").await > 1e6);
     assert!(metric(a, "ipfaas_bitswap_sent_bytes_total").await > 1e6);
 

@@ -2,8 +2,8 @@
 
 use crate::error::{Error, Result, io_err};
 use crate::executor::docker::DockerDef;
-use crate::executor::wasm::build::wheels;
 use crate::invoke::Functions;
+use crate::pypkg;
 use crate::registry::bundle::check_name;
 use crate::registry::manifest::DockerSpec;
 use crate::registry::{Bundle, Def, Manifest, Spec};
@@ -27,16 +27,43 @@ pub struct Deployed {
     pub reused_build: bool,
     /// The limits it runs with.
     pub limits: serde_json::Value,
+    /// Python: the wheels its requirements resolved to, with where each came from (what
+    /// `ipfaas deploy --lock` writes as `requirements.lock`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lock: Vec<pypkg::lock::Locked>,
+    /// Python with requirements: what installing them took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requirements: Option<RequirementsReport>,
+}
+
+/// What installing a function's requirements took.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequirementsReport {
+    /// Wheels installed.
+    pub wheels: usize,
+    /// Milliseconds resolving (0 when a lock or an earlier resolution was used).
+    pub resolve_ms: u64,
+    /// Milliseconds fetching wheels (from the cache, the bundle or the network).
+    pub download_ms: u64,
+    /// Bytes downloaded.
+    pub downloaded_bytes: u64,
+    /// `requirements.lock`, `earlier` (the same requirements resolved before on this node) or
+    /// `resolved`.
+    pub source: &'static str,
+    /// Whether the package index was contacted.
+    pub networked: bool,
 }
 
 impl Functions {
     /// Deploys a bundle under `name` (or the name in its `ipfaas.toml`), as a new version made
-    /// by `by` (see [`crate::registry::names::token_id`]).
+    /// by `by` (see [`crate::registry::names::token_id`]). `upgrade` resolves its requirements
+    /// again, ignoring a `requirements.lock` and earlier resolutions.
     pub async fn deploy(
         &self,
         name: Option<String>,
         bundle: Bundle,
         by: Option<&str>,
+        upgrade: bool,
     ) -> Result<Deployed> {
         let manifest = bundle.manifest()?;
         let limits = match manifest.spec {
@@ -52,16 +79,30 @@ impl Functions {
                 "the bundle has no function.py at its top level".into(),
             ));
         }
-        let requirements = match bundle.files.get("requirements.txt") {
-            Some(b) => wheels::parse(&String::from_utf8_lossy(b))?,
-            None => Vec::new(),
-        };
+        let requirements = pypkg::Request::from_bundle(&bundle.files, upgrade)?;
+        let from_lock = matches!(requirements, pypkg::Request::Lock(..));
         let inner = &self.inner;
         let _no_purge = inner.lifecycle.read().await;
         let built = inner
             .wasm
-            .build(&inner.store, bundle.files, requirements, limits)
+            .build(&inner.store, bundle.files, requirements, upgrade, limits)
             .await?;
+        let ins = &built.installed;
+        let report = (!ins.wheels.is_empty()).then(|| RequirementsReport {
+            wheels: ins.wheels.len(),
+            resolve_ms: ins.resolve.as_millis() as u64,
+            download_ms: ins.download.as_millis() as u64,
+            downloaded_bytes: ins.downloaded_bytes,
+            source: if from_lock {
+                "requirements.lock"
+            } else if ins.reused_resolution {
+                "earlier"
+            } else {
+                "resolved"
+            },
+            networked: ins.networked,
+        });
+        let lock = ins.lock.wheels.clone();
         let (component_cid, bundle_cid) = (built.def.component.clone(), built.def.bundle.clone());
         let function_cid = inner
             .registry
@@ -75,6 +116,8 @@ impl Functions {
             build_ms: t.elapsed().as_millis() as u64,
             reused_build: built.reused,
             limits: serde_json::to_value(limits).map_err(io_err)?,
+            lock,
+            requirements: report,
         })
     }
 
@@ -140,6 +183,8 @@ impl Functions {
             build_ms: t.elapsed().as_millis() as u64,
             reused_build: false,
             limits,
+            lock: Vec::new(),
+            requirements: None,
         })
     }
 }

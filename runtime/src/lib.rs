@@ -6,6 +6,8 @@
 //!   tar streams).
 //! - [`store`] — the *backing store*: an embedded IPFS node with a crash-consistent on-disk
 //!   repo, pins, Kubo-identical imports, and exports to the host.
+//! - [`pypkg`] — Python packages: requirements files resolved against package indexes
+//!   (pubgrub), locks, wheels cached by sha256.
 //! - [`executor`] — what runs a function, each with its own *mounting mechanism*:
 //!   [`executor::wasm`] (Python in WebAssembly; the input is a stream into the guest) and
 //!   [`executor::docker`] (any image; the input is a read-only mount).
@@ -30,6 +32,7 @@ pub mod lifecycle;
 pub(crate) mod metrics;
 pub mod net;
 pub mod path;
+pub mod pypkg;
 pub mod registry;
 pub mod secrets;
 pub mod store;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 /// A fresh HTTP client.
 pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
 

@@ -33,12 +33,18 @@ impl Server {
     /// not (the kernel's parent-death signal, sent when the thread that started it ends: so a
     /// thread that lives as long as the process starts it).
     pub fn spawn_shared(bin: &Path, args: &[&str]) -> Result<Server> {
+        Self::spawn_shared_env(bin, args, &[])
+    }
+
+    /// [`spawn_shared`](Self::spawn_shared) with environment variables set for the server.
+    pub fn spawn_shared_env(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Server> {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("ipfaas-shared-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let repo = dir.join("repo");
         let mut cmd = serve_command(bin, &repo, args);
+        cmd.envs(env.iter().copied());
         // SAFETY: prctl is async-signal-safe and touches nothing of the parent's memory.
         unsafe {
             cmd.pre_exec(|| {

@@ -219,7 +219,12 @@ async fn deploy(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response<Bo
     let by = app.caller_id();
     let deployed = app
         .functions
-        .deploy(q.get("name").map(str::to_string), bundle, by.as_deref())
+        .deploy(
+            q.get("name").map(str::to_string),
+            bundle,
+            by.as_deref(),
+            q.bool("upgrade", false)?,
+        )
         .await?;
     Ok(json(
         StatusCode::CREATED,

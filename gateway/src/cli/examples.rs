@@ -39,7 +39,11 @@ pub fn deploy_missing(functions: Functions) {
             }
             tracing::info!("deploying example function {name} (first start)");
             let r = match bundle(files) {
-                Ok(b) => functions.deploy(Some(name.to_string()), b, None).await,
+                Ok(b) => {
+                    functions
+                        .deploy(Some(name.to_string()), b, None, false)
+                        .await
+                }
                 Err(e) => Err(e),
             };
             match r {

@@ -46,7 +46,20 @@ fn dir_name(dir: &Path) -> Option<String> {
     Some(canon.file_name()?.to_string_lossy().into_owned())
 }
 
-pub async fn deploy(b: &Backend, dir: &Path, name: Option<String>) -> Result<()> {
+/// What `ipfaas deploy` does besides deploying.
+pub struct DeployFlags {
+    /// Write `requirements.lock` next to the bundle from what the deploy resolved.
+    pub lock: bool,
+    /// Resolve `requirements.txt` again (ignore `requirements.lock` and earlier resolutions).
+    pub upgrade: bool,
+}
+
+pub async fn deploy(
+    b: &Backend,
+    dir: &Path,
+    name: Option<String>,
+    flags: DeployFlags,
+) -> Result<()> {
     let bundle = Bundle::from_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
     let name = match name {
         Some(n) => Some(n),
@@ -59,10 +72,27 @@ pub async fn deploy(b: &Backend, dir: &Path, name: Option<String>) -> Result<()>
         name.as_deref().unwrap_or("the function")
     ));
     spinner.enable_steady_tick(Duration::from_millis(120));
-    let r = deploy_inner(b, dir, bundle, name).await;
+    let r = deploy_inner(b, dir, bundle, name, flags.upgrade).await;
     spinner.finish_and_clear();
     let v = r?;
+    if flags.lock {
+        write_lock(dir, &v)?;
+    }
     println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+/// Writes the deploy answer's lock as `requirements.lock` in `dir`.
+fn write_lock(dir: &Path, deployed: &Value) -> Result<()> {
+    let wheels: Vec<ipfaas_runtime::pypkg::lock::Locked> =
+        serde_json::from_value(deployed["lock"].clone()).unwrap_or_default();
+    if wheels.is_empty() {
+        bail!("--lock: the function has no requirements to lock");
+    }
+    let lock = ipfaas_runtime::pypkg::lock::Lock::new(wheels);
+    let path = dir.join("requirements.lock");
+    std::fs::write(&path, lock.to_toml()).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("wrote {} ({} wheels)", path.display(), lock.wheels.len());
     Ok(())
 }
 
@@ -71,11 +101,14 @@ async fn deploy_inner(
     dir: &Path,
     bundle: Bundle,
     name: Option<String>,
+    upgrade: bool,
 ) -> Result<Value> {
     match b {
         Backend::Local(store) => {
             let f = local_functions(store)?;
-            Ok(serde_json::to_value(f.deploy(name, bundle, None).await?)?)
+            Ok(serde_json::to_value(
+                f.deploy(name, bundle, None, upgrade).await?,
+            )?)
         }
         Backend::Remote(r) => {
             let tar = bundle_tar(dir)?;
@@ -85,6 +118,9 @@ async fn deploy_inner(
                 .body(tar);
             if let Some(n) = &name {
                 req = req.query(&[("name", n)]);
+            }
+            if upgrade {
+                req = req.query(&[("upgrade", "true")]);
             }
             Ok(check(req.send().await?).await?.json().await?)
         }

@@ -77,6 +77,13 @@ pub enum Cmd {
         /// Name [default: `name` in ipfaas.toml, else the directory's name]
         #[arg(long)]
         name: Option<String>,
+        /// Write requirements.lock next to the bundle: later deploys of it install exactly
+        /// these wheels
+        #[arg(long)]
+        lock: bool,
+        /// Resolve requirements.txt again, ignoring requirements.lock and earlier resolutions
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Invoke a function (name or function CID) on an input CID; the output goes to stdout
     Invoke {
@@ -255,6 +262,20 @@ pub struct ServeArgs {
     /// Finished jobs kept at most (the oldest go first)
     #[arg(long, default_value_t = 10_000)]
     pub job_keep: u64,
+    /// Package index for requirements.txt [default: pip's configuration (PIP_INDEX_URL,
+    /// pip.conf), else https://pypi.org/simple]
+    #[arg(long, value_name = "URL")]
+    pub index_url: Option<String>,
+    /// A further package index (repeatable) [default: pip's configuration]
+    #[arg(long, value_name = "URL")]
+    pub extra_index_url: Vec<String>,
+    /// A page (URL) or a directory of this host (a wheelhouse) listing wheels (repeatable)
+    /// [default: pip's configuration]
+    #[arg(long, value_name = "URL|DIR")]
+    pub find_links: Vec<String>,
+    /// Use no package index: only --find-links and bundles' wheels/ (offline deploys)
+    #[arg(long)]
+    pub no_index: bool,
     /// Serve a non-loopback --listen address without an API token (only on a trusted network)
     #[arg(long)]
     pub insecure: bool,
@@ -370,7 +391,12 @@ async fn client(b: &Backend, cmd: Cmd) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Deploy { dir, name } => function::deploy(b, &dir, name).await,
+        Cmd::Deploy {
+            dir,
+            name,
+            lock,
+            upgrade,
+        } => function::deploy(b, &dir, name, function::DeployFlags { lock, upgrade }).await,
         Cmd::Invoke {
             function,
             cid,

@@ -57,6 +57,12 @@ struct FileConfig {
     #[serde(default)]
     peer_allow: Vec<String>,
     fetch_on_read: Option<bool>,
+    index_url: Option<String>,
+    #[serde(default)]
+    extra_index_url: Vec<String>,
+    #[serde(default)]
+    find_links: Vec<String>,
+    no_index: Option<bool>,
 }
 
 fn read_config(repo: &Path, given: Option<&Path>) -> Result<FileConfig> {
@@ -146,7 +152,28 @@ pub(super) async fn serve(
         protocols: vec![ipfaas_runtime::invoke::remote::protocol()],
     };
     let store = Store::open(cfg, &registry).await?;
-    let functions = Functions::open(store.clone(), &registry, FunctionsConfig::default())?;
+    let mut fcfg = FunctionsConfig::default();
+    // flags, then the config file, then pip's own configuration
+    let pk = &mut fcfg.packages;
+    if let Some(u) = args.index_url.clone().or(file.index_url.clone()) {
+        pk.index_url = Some(u);
+    }
+    for (flag, conf, dest) in [
+        (
+            &args.extra_index_url,
+            &file.extra_index_url,
+            &mut pk.extra_index_urls,
+        ),
+        (&args.find_links, &file.find_links, &mut pk.find_links),
+    ] {
+        if !flag.is_empty() {
+            *dest = flag.clone();
+        } else if !conf.is_empty() {
+            *dest = conf.clone();
+        }
+    }
+    pk.no_index |= args.no_index || file.no_index == Some(true);
+    let functions = Functions::open(store.clone(), &registry, fcfg)?;
     let network = Network::start(store.clone(), bootstrap, &registry)?;
     functions.attach_network(
         network.clone(),

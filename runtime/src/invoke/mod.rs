@@ -146,10 +146,12 @@ struct Attached {
     gate: policy::PeerGate,
 }
 
-/// How many invocations run at once.
+/// How many invocations run at once, and where Python packages come from.
 pub struct FunctionsConfig {
     /// WASM instances that may run at once.
     pub instances: u32,
+    /// Package indexes and wheelhouses for requirements.
+    pub packages: crate::pypkg::Settings,
 }
 
 impl Default for FunctionsConfig {
@@ -157,6 +159,7 @@ impl Default for FunctionsConfig {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
         Self {
             instances: (cores * 2).max(4),
+            packages: crate::pypkg::Settings::from_pip_config(),
         }
     }
 }
@@ -200,6 +203,7 @@ impl Functions {
             registry,
             metrics.stage.clone(),
             cfg.instances,
+            cfg.packages,
         )?;
         Ok(Self {
             inner: Arc::new(Inner {

@@ -109,11 +109,14 @@ impl Jobs {
                 wake: tokio::sync::Notify::new(),
                 running: Mutex::new(HashMap::new()),
                 metrics: JobMetrics::new(registry).map_err(crate::metrics::error)?,
-                http: reqwest::Client::builder()
-                    .timeout(Duration::from_secs(10))
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?,
+                http: {
+                    crate::pypkg::index::install_crypto_provider();
+                    reqwest::Client::builder()
+                }
+                .timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?,
             }),
         };
         jobs.refresh_gauges().await;

@@ -22,6 +22,10 @@ pub struct PythonDef {
     pub limits: Limits,
     /// Which wrapper and toolchain built the component.
     pub builder: String,
+    /// The wheels its requirements resolved to (absent when it has none, so functions
+    /// without requirements keep their CIDs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lock: Vec<crate::pypkg::lock::Locked>,
 }
 
 impl PythonDef {

@@ -10,6 +10,7 @@
 use super::build::{self, BuildDirs, wheels};
 use super::{Limits, Loaded, PythonDef, WasmExec};
 use crate::error::{Result, io_err, parse_cid};
+use crate::pypkg;
 use crate::store::Store;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -49,16 +50,20 @@ pub struct Built {
     pub def: PythonDef,
     /// The component came from an earlier identical build.
     pub reused: bool,
+    /// What installing its requirements did.
+    pub installed: pypkg::Installed,
 }
 
 impl WasmExec {
-    /// Deploy time: stores the bundle `files` and their `requirements`, unpacked, then builds
-    /// the component once per (bundle, wheels, builder) and compiles it to native code.
+    /// Deploy time: stores the bundle `files` and their `requirements`, installed and unpacked
+    /// (`upgrade` resolves again rather than reuse a lock or an earlier resolution), then
+    /// builds the component once per (bundle, wheels, builder) and compiles it to native code.
     pub async fn build(
         &self,
         store: &Store,
         files: BTreeMap<String, Bytes>,
-        requirements: Vec<wheels::Requirement>,
+        requirements: pypkg::Request,
+        upgrade: bool,
         limits: Limits,
     ) -> Result<Built> {
         let inner = &self.inner;
@@ -77,12 +82,26 @@ impl WasmExec {
         let tmp = tempfile::tempdir_in(inner.outputs.tmp())?;
         let site = tmp.path().join("site");
         std::fs::create_dir_all(&site)?;
-        {
-            let (site, cache, files) = (site.clone(), inner.dir.join("wheels"), files.clone());
-            let scratch = tmp.path().join("wheels");
+        let installed = inner
+            .packages
+            .install(
+                &requirements,
+                Arc::new(files.clone()),
+                &tmp.path().join("wheels"),
+                upgrade,
+            )
+            .await?;
+        let stage = |s: &str| inner.metrics.build.with_label_values(&[s]);
+        if !installed.wheels.is_empty() {
+            if !installed.reused_resolution && installed.resolve > std::time::Duration::ZERO {
+                stage("resolve").observe(installed.resolve.as_secs_f64());
+            }
+            stage("download").observe(installed.download.as_secs_f64());
+            let (site, wheels) = (site.clone(), installed.wheels.clone());
             tokio::task::spawn_blocking(move || -> Result<()> {
-                for wheel in wheels::resolve(&requirements, &files, &cache, &scratch)? {
-                    wheels::unpack(&wheel, &site)?;
+                let mut budget = wheels::Budget::new(MAX_BUILD_TREE);
+                for wheel in wheels {
+                    wheels::unpack(&wheel, &site, &mut budget)?;
                 }
                 Ok(())
             })
@@ -152,7 +171,7 @@ impl WasmExec {
                 let (_key_guard, permit) =
                     run_build(&dirs, &out, limits, (key_guard, permit)).await?;
                 drop(permit);
-                inner.metrics.build.observe(tb.elapsed().as_secs_f64());
+                stage("component").observe(tb.elapsed().as_secs_f64());
                 let component = Bytes::from(tokio::fs::read(&out).await?);
                 tokio::fs::remove_file(&out).await?;
                 let component_cid = store.add_bytes(component.clone()).await?;
@@ -171,8 +190,13 @@ impl WasmExec {
             component,
             limits,
             builder: tag,
+            lock: installed.lock.without_urls(),
         };
-        Ok(Built { def, reused })
+        Ok(Built {
+            def,
+            reused,
+            installed,
+        })
     }
 
     /// Makes the component runnable here: build directories on disk, native code compiled.

@@ -36,9 +36,7 @@ use bytes::Bytes;
 use cid::Cid;
 use job::{Active, Answered, Job};
 use mount::StoreInput;
-use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -134,8 +132,8 @@ impl InputReader for BytesInput {
 pub(crate) struct WasmMetrics {
     /// `ipfaas_invoke_stage_seconds`, shared with the invocation layer.
     pub stage: HistogramVec,
-    /// Component builds.
-    pub build: Histogram,
+    /// Deploy stages: `resolve` and `download` (requirements), `component` (the build).
+    pub build: HistogramVec,
     /// Components compiled to native code.
     pub compiles: IntCounter,
     /// Instances running now.
@@ -150,16 +148,23 @@ impl WasmMetrics {
     fn new(r: &prometheus::Registry, stage: HistogramVec) -> prometheus::Result<Self> {
         Ok(Self {
             stage,
-            build: register(
-                r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "ipfaas_build_duration_seconds",
-                        "Duration of a component build (componentize-py pre-initialisation)",
-                    )
-                    .buckets(prometheus::exponential_buckets(0.5, 2.0, 10)?),
-                )?,
-            )?,
+            build: {
+                let h = register(
+                    r,
+                    HistogramVec::new(
+                        HistogramOpts::new(
+                            "ipfaas_build_duration_seconds",
+                            "Duration of a deploy's stages: resolving requirements, downloading wheels, building the component (componentize-py pre-initialisation)",
+                        )
+                        .buckets(prometheus::exponential_buckets(0.05, 2.0, 14)?),
+                        &["stage"],
+                    )?,
+                )?;
+                for s in ["resolve", "download", "component"] {
+                    h.with_label_values(&[s]);
+                }
+                h
+            },
             compiles: register(
                 r,
                 IntCounter::new(
@@ -224,6 +229,8 @@ pub(crate) struct Inner {
     /// Hands spent instances to the refill threads.
     refill: std::sync::mpsc::Sender<job::After>,
     metrics: WasmMetrics,
+    /// Installs requirements at deploy.
+    packages: crate::pypkg::Installer,
 }
 
 impl WasmExec {
@@ -235,6 +242,7 @@ impl WasmExec {
         registry: &prometheus::Registry,
         stage: HistogramVec,
         instances: u32,
+        packages: crate::pypkg::Settings,
     ) -> Result<Self> {
         for d in ["builds", "wheels", "cwasm"] {
             std::fs::create_dir_all(dir.join(d))?;
@@ -256,6 +264,7 @@ impl WasmExec {
                 ready: ready::ReadyPool::new(metrics.ready.clone()),
                 refill: job::refill_threads()?,
                 metrics,
+                packages: crate::pypkg::Installer::new(packages, &dir.join("wheels"))?,
             }),
         })
     }

@@ -133,8 +133,18 @@ fn classify(e: anyhow::Error, limits: &componentize_py::InitLimits) -> Error {
     let text = format!("{e:#}");
     if let Some(at) = text.find("IPFAAS-BUILD-ERROR: ") {
         let msg = text[at + "IPFAAS-BUILD-ERROR: ".len()..].trim_end();
-        // the marker's message runs to the next marker-less context line
-        let msg = msg.split("\nTraceback").next().unwrap_or(msg).trim_end();
+        // the marker's message is the Python side's; what wasmtime adds after it (the
+        // trap, a wasm backtrace) says nothing to the function's author
+        let end = [
+            "wasm backtrace",
+            "\nStack backtrace",
+            "error while executing at",
+        ]
+        .iter()
+        .filter_map(|m| msg.find(m))
+        .min()
+        .unwrap_or(msg.len());
+        let msg = msg[..end].trim_end().trim_end_matches(':').trim_end();
         return Error::InvalidInput(msg.to_string());
     }
     Error::Io(std::io::Error::other(format!(
