@@ -161,7 +161,7 @@ async fn others_run_a_function_deployed_on_one_node(n: &Net) {
         "first invocation on C (fetch + precompile) took {:?}",
         t.elapsed()
     );
-    assert_eq!(on_c["sha256"], hex_sha256(&small));
+    assert_eq!(on_c["sha256"], hex_sha256(small));
     assert_eq!(on_c["bytes"], small.len());
     assert_eq!(ran_on, "", "a small input runs where it is asked");
     assert_eq!(c_cid, here_cid, "same function + input ⇒ same output CID");
@@ -204,7 +204,7 @@ async fn others_run_a_function_deployed_on_one_node(n: &Net) {
     let (_, named_cid, _) =
         invoke_ok(b, "digest-of-a", &format!("cid={small_cid}&cache=false")).await;
     assert_eq!(named_cid, here_cid);
-    assert!(cli_ok(&rb, &["pin", "ls"]).contains(&fcid));
+    assert!(cli_ok(rb, &["pin", "ls"]).contains(&fcid));
     let vs = get_json(&format!("{}/v1/functions/digest-of-a/versions", b.url)).await;
     assert_eq!(vs["versions"][0]["how"], "point", "{vs}");
     assert_eq!(
@@ -269,7 +269,7 @@ async fn verification_agrees_and_the_peer_policy_holds(n: &Net) {
     assert_eq!(v["agree"], true, "{v}");
     assert_eq!(v["answered"], 2, "{v}");
     assert_eq!(v["output_cid"], here_cid.as_str(), "{v}");
-    let out = cli_ok(&rc, &["verify", &fcid, &small_cid, "--peers", "2"]);
+    let out = cli_ok(rc, &["verify", &fcid, &small_cid, "--peers", "2"]);
     assert_eq!(out.matches("agrees").count(), 2, "{out}");
     assert!(metric(c, "ipfaas_verifications_total{result=\"agree\"}").await >= 2.0);
     // asking for more peers than there are is reported, not faked
@@ -356,7 +356,7 @@ async fn a_holder_dying_mid_forward_fails_over_to_the_other(mut n: Net) -> Net {
     assert_eq!(v["bytes"], dual.len());
     assert!(
         metric(
-            &c,
+            c,
             "ipfaas_forwarded_invocations_total{direction=\"out\",outcome=\"failed_over\"}"
         )
         .await
@@ -383,8 +383,8 @@ async fn a_holder_dying_mid_forward_fails_over_to_the_other(mut n: Net) -> Net {
 async fn a_read_completes_when_one_source_dies_mid_transfer(n: Net) -> Net {
     let Net { a, b, c, .. } = &n;
     let huge = rand_bytes(96 << 20, 3);
-    let huge_cid = add_cid(&a, "", &[("huge.bin", &huge)]).await;
-    assert_eq!(add_cid(&b, "", &[("huge.bin", &huge)]).await, huge_cid);
+    let huge_cid = add_cid(a, "", &[("huge.bin", &huge)]).await;
+    assert_eq!(add_cid(b, "", &[("huge.bin", &huge)]).await, huge_cid);
     let mut r = client()
         .get(format!("{}/ipfs/{huge_cid}", c.url))
         .timeout(Duration::from_secs(300))

@@ -88,7 +88,7 @@ impl Functions {
             .build(&inner.store, bundle.files, requirements, upgrade, limits)
             .await?;
         let ins = &built.installed;
-        let report = (!ins.wheels.is_empty()).then(|| RequirementsReport {
+        let report = (!ins.wheels.is_empty()).then_some(RequirementsReport {
             wheels: ins.wheels.len(),
             resolve_ms: ins.resolve.as_millis() as u64,
             download_ms: ins.download.as_millis() as u64,

@@ -27,7 +27,7 @@ pub fn is_digest(s: &str) -> bool {
 }
 
 /// Is `file` a plain file name (no directory, nothing hidden)?
-fn plain(file: &str) -> bool {
+pub(crate) fn plain(file: &str) -> bool {
     !file.is_empty()
         && !file.starts_with('.')
         && !file.contains(['/', '\\', '\0'])
@@ -85,7 +85,7 @@ impl Cache {
 
     /// Cached metadata of the wheel with digest `sha256`.
     pub fn metadata(&self, sha256: &str) -> Option<String> {
-        if !is_digest(sha256) {
+        if !is_digest(sha256.strip_prefix('w').unwrap_or(sha256)) {
             return None;
         }
         std::fs::read_to_string(self.dir.join("metadata").join(sha256)).ok()
@@ -93,7 +93,7 @@ impl Cache {
 
     /// Keeps the metadata of the wheel with digest `sha256` (it never changes).
     pub fn put_metadata(&self, sha256: &str, text: &str) {
-        if is_digest(sha256) {
+        if is_digest(sha256.strip_prefix('w').unwrap_or(sha256)) {
             let _ = crate::fs::write_atomic(
                 &self.dir.join("metadata").join(sha256),
                 text.as_bytes(),

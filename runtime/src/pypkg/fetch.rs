@@ -165,41 +165,52 @@ impl Fetcher {
         .clone()
     }
 
+    /// The metadata file's text. The cache is shared by every deploy, so an entry is kept
+    /// only under a digest that vouches for its content: the metadata file's own sha256 (PEP
+    /// 658 files that state one), or the sha256 of the wheel bytes it was read from — never
+    /// the wheel digest an index merely states, or one index could give a genuine wheel false
+    /// dependencies for every later deploy.
     async fn metadata_text(&self, dist: &Dist) -> Result<String, String> {
-        if let Some(sha) = &dist.sha256
-            && let Some(t) = self.cache.metadata(sha)
-        {
-            return Ok(t);
-        }
-        let text = match &dist.metadata_url {
+        match &dist.metadata_url {
             Some((url, want)) => {
+                if let Some(w) = want
+                    && let Some(t) = self.cache.metadata(w)
+                {
+                    return Ok(t);
+                }
                 self.networked.store(true, Ordering::Relaxed);
                 let bytes = self.index.get(url, MAX_METADATA).await?;
+                let text = String::from_utf8_lossy(&bytes).into_owned();
                 if let Some(want) = want {
                     let got = super::index::sha256_hex(&bytes);
                     if &got != want {
                         return Err(format!(
-                            "{url}: sha256 {got} is not the {want} the index gave"
+                            "{}: sha256 {got} is not the {want} the index gave",
+                            super::index::redact(url)
                         ));
                     }
+                    self.cache.put_metadata(want, &text);
                 }
-                String::from_utf8_lossy(&bytes).into_owned()
+                Ok(text)
             }
             None => {
-                let (path, _) = self.wheel(dist).await?;
+                // wheel metadata is kept as "w" + the wheel's verified digest
+                if let Some(sha) = &dist.sha256
+                    && let Some(t) = self.cache.metadata(&format!("w{sha}"))
+                {
+                    return Ok(t);
+                }
+                let (path, sha) = self.wheel(dist).await?;
                 let file = dist.file.clone();
-                tokio::task::spawn_blocking(move || metadata::from_wheel(&path))
+                let text = tokio::task::spawn_blocking(move || metadata::from_wheel(&path))
                     .await
                     .map_err(|e| e.to_string())?
-                    .map_err(|e| format!("{file}: {e}"))?
+                    .map_err(|e| format!("{file}: {e}"))?;
+                self.cache.put_metadata(&format!("w{sha}"), &text);
+                Ok(text)
             }
-        };
-        if let Some(sha) = &dist.sha256 {
-            self.cache.put_metadata(sha, &text);
         }
-        Ok(text)
     }
-
     /// The wheel file of `dist` on disk, and its sha256 (checked against what the source
     /// stated, and in hash-checking mode against the hashes given).
     pub async fn wheel(&self, dist: &Dist) -> Result<(PathBuf, String), String> {
@@ -216,7 +227,10 @@ impl Fetcher {
         let (path, sha) = match &dist.location {
             Location::Bundle(p) => {
                 let data = self.index.bundle_file(p).ok_or("vanished")?;
-                let dest = self.scratch.join(file);
+                // its bundle path was checked when the bundle was read; name the copy by
+                // the last part only
+                let base = p.rsplit('/').next().unwrap_or(file);
+                let dest = self.scratch.join(base);
                 std::fs::write(&dest, data).map_err(|e| e.to_string())?;
                 (dest, super::index::sha256_hex(data))
             }
@@ -229,6 +243,9 @@ impl Fetcher {
                     && let Some(p) = self.cache.wheel(sha, file)
                 {
                     return Ok((p, sha.clone()));
+                }
+                if !super::cache::plain(file) {
+                    return Err(format!("{file:?} is not a file name this node keeps"));
                 }
                 self.networked.store(true, Ordering::Relaxed);
                 let tmp =

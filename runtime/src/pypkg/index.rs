@@ -159,7 +159,7 @@ impl Index {
 
     /// One simple-API or find-links page, its files of `name`.
     async fn page(&self, url: String, index: bool, name: &str) -> Result<Vec<Dist>, String> {
-        let what = format!("GET {url}");
+        let what = format!("GET {}", redact(&url));
         let resp = self
             .client
             .get(&url)
@@ -196,7 +196,7 @@ impl Index {
                 let file = l.file.unwrap_or_else(|| {
                     url.path_segments()
                         .and_then(|mut s| s.next_back())
-                        .map(|s| percent_decode(s))
+                        .map(percent_decode)
                         .unwrap_or_default()
                 });
                 let d = named(&file, name)?;
@@ -218,7 +218,7 @@ impl Index {
 
     /// GETs `url` whole (at most `max` bytes).
     pub async fn get(&self, url: &str, max: u64) -> Result<Vec<u8>, String> {
-        let what = format!("GET {url}");
+        let what = format!("GET {}", redact(url));
         let resp = self
             .client
             .get(url)
@@ -235,7 +235,7 @@ impl Index {
     pub async fn download(&self, url: &str, dest: &std::path::Path) -> Result<String, String> {
         use sha2::Digest;
         use tokio::io::AsyncWriteExt;
-        let what = format!("GET {url}");
+        let what = format!("GET {}", redact(url));
         let resp = self
             .client
             .get(url)
@@ -264,6 +264,19 @@ impl Index {
         }
         f.flush().await.map_err(|e| e.to_string())?;
         Ok(crate::executor::wasm::load::hex(&h.finalize()))
+    }
+}
+
+/// `url` without a user name or password (a node's index URL may carry credentials, which
+/// must not reach a lock, an answer or a log).
+pub fn redact(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -408,7 +421,8 @@ fn html_links(html: &str) -> Vec<Link> {
             break;
         };
         let attrs = attributes(&html[start..end]);
-        let text_end = lower[end..].find("</a").map_or(lower.len(), |e| end + e);
+        // the link text runs to the next tag (searching further is quadratic on hostile pages)
+        let text_end = lower[end..].find('<').map_or(lower.len(), |e| end + e);
         let text = unescape(html[end + 1..text_end].trim());
         at = end + 1;
         let Some(href) = attrs.get("href") else {
@@ -537,6 +551,7 @@ pub fn client(
         .user_agent(concat!("ipfaas/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(15))
         .read_timeout(timeout)
+        .timeout(Duration::from_secs(300))
         .build()
         .map_err(|e| chain(&e))
 }
@@ -580,6 +595,15 @@ mod tests {
         );
         assert!(frag.unwrap().starts_with("0123"));
         assert_eq!(percent_decode("a%2Bb%zz%4"), "a+b%zz%4");
+        assert_eq!(
+            redact("https://me:s3cret@mirror.example/simple/six/"),
+            "https://mirror.example/simple/six/"
+        );
+        // a hostile page: anchors that never close stay linear (and find nothing)
+        let page = "<a href=x-1.0.tar.gz>".repeat(200_000);
+        let t = std::time::Instant::now();
+        assert_eq!(html_links(&page).len(), 200_000);
+        assert!(t.elapsed() < std::time::Duration::from_secs(20));
     }
 
     proptest::proptest! {

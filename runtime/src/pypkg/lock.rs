@@ -62,9 +62,11 @@ impl Lock {
                     w.name, w.sha256
                 ));
             }
+            let plain = !w.file.contains(['/', '\\', '\0']) && !w.file.starts_with('.');
             match super::target::parse_file(&w.file) {
                 Some(d)
-                    if d.kind == super::target::FileKind::Pure
+                    if plain
+                        && d.kind == super::target::FileKind::Pure
                         && d.name == super::target::normalize(&w.name) => {}
                 _ => {
                     return Err(format!(
@@ -135,6 +137,11 @@ mod tests {
                 "not a pure-Python wheel",
             ),
             (text.replace("version = 1", "version = 7"), "version 7"),
+            (
+                text.replace("\"six\"", "\"../six\"")
+                    .replace("six-1.16.0-py2.py3", "../six-1.16.0-py2.py3"),
+                "not a pure-Python wheel",
+            ),
             (format!("{text}\nextra = 1\n"), "requirements.lock"),
         ] {
             let e = Lock::parse(&bad).unwrap_err();

@@ -37,6 +37,8 @@ use std::time::{Duration, Instant};
 
 /// The index used when nothing else is configured.
 pub const DEFAULT_INDEX: &str = "https://pypi.org/simple";
+/// Longest one deploy may spend resolving and fetching.
+pub const MAX_INSTALL: Duration = Duration::from_secs(600);
 /// Wheels fetched at once.
 const PARALLEL: usize = 8;
 
@@ -271,8 +273,28 @@ impl Installer {
     }
 
     /// Installs what `req` asks for: wheels fetched (or found in the cache) and checked,
-    /// bundle wheels written to `scratch`.
+    /// bundle wheels written to `scratch`; all of it within [`MAX_INSTALL`].
     pub async fn install(
+        &self,
+        req: &Request,
+        files: Arc<BTreeMap<String, Bytes>>,
+        scratch: &Path,
+        upgrade: bool,
+    ) -> Result<Installed> {
+        tokio::time::timeout(
+            MAX_INSTALL,
+            self.install_inner(req, files, scratch, upgrade),
+        )
+        .await
+        .map_err(|_| {
+            Error::Unavailable(format!(
+                "installing requirements took longer than {} s (a slow package index?)",
+                MAX_INSTALL.as_secs()
+            ))
+        })?
+    }
+
+    async fn install_inner(
         &self,
         req: &Request,
         files: Arc<BTreeMap<String, Bytes>>,
@@ -374,7 +396,7 @@ impl Installer {
                         file: d.file.clone(),
                         sha256: sha,
                         url: match &d.location {
-                            index::Location::Url(u) => Some(u.clone()),
+                            index::Location::Url(u) => Some(index::redact(u)),
                             _ => None,
                         },
                     });
@@ -389,7 +411,17 @@ impl Installer {
                 return Ok(out);
             }
         };
-        // a lock: exactly its wheels
+        // a lock: exactly its wheels (in hash-checking mode, only wheels the file allows)
+        if let Some(h) = &fetcher.hashes {
+            for w in &lock.wheels {
+                if !h.get(&w.name).is_some_and(|set| set.contains(&w.sha256)) {
+                    return Err(Error::InvalidInput(format!(
+                        "requirements.lock: {} {} (sha256 {}) matches no --hash of requirements.txt",
+                        w.name, w.version, w.sha256
+                    )));
+                }
+            }
+        }
         let t = Instant::now();
         let jobs: Vec<_> = lock
             .wheels
@@ -443,7 +475,10 @@ fn resolution_key(f: &ReqFile, s: &index::Sources, files: &BTreeMap<String, Byte
     for r in f.requirements.iter().chain(&f.constraints) {
         h.update(format!("{}\0{:?}\0", r.req, r.hashes));
     }
-    h.update(format!("{:?}{:?}{}\0", f.index, s, f.pre));
+    h.update(format!(
+        "{:?}{:?}{}{}\0",
+        f.index, s, f.pre, f.require_hashes
+    ));
     for dir in &s.bundle_dirs {
         for (path, data) in files.range(format!("{dir}/")..) {
             if !path.starts_with(&format!("{dir}/")) {

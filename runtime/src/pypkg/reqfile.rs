@@ -49,6 +49,8 @@ pub struct ReqFile {
     pub require_hashes: bool,
     /// `--pre`: pre-releases may be chosen.
     pub pre: bool,
+    /// The files read, in order.
+    pub included: Vec<String>,
 }
 
 impl ReqFile {
@@ -140,6 +142,12 @@ fn parse_into(
     if stack.iter().any(|s| s == name) {
         return Err(format!("{via}: includes {name} again (a cycle)"));
     }
+    // each file is read once in all: includes that repeat would multiply the work
+    // exponentially with their depth
+    if out.included.iter().any(|s| s == name) {
+        return Err(format!("{via}: {name} is already included"));
+    }
+    out.included.push(name.to_string());
     if stack.len() >= MAX_DEPTH {
         return Err(format!(
             "{via}: -r/-c files nest more than {MAX_DEPTH} deep"
@@ -361,7 +369,10 @@ mod tests {
     }
 
     fn one(text: &str) -> Result<ReqFile, String> {
-        ReqFile::parse("requirements.txt", &files(&[("requirements.txt", text)]))
+        ReqFile::parse(
+            "requirements.txt",
+            &files(&[("requirements.txt", text), ("common.txt", "six\n")]),
+        )
     }
 
     #[test]
@@ -424,10 +435,17 @@ mod tests {
             ("-r ../../etc/passwd", "not a path inside the bundle"),
             ("-r requirements.txt", "a cycle"),
             ("-r https://x.example/r.txt", "only files inside the bundle"),
+            (
+                "-r common.txt\n-r common.txt",
+                "line 2: common.txt is already included",
+            ),
             ("-f /opt/wheels", "not a path inside the bundle"),
         ] {
             let e = one(text).unwrap_err();
-            assert!(e.contains(want) && e.contains("line 1"), "{text}: {e}");
+            assert!(
+                e.contains(want) && e.contains("requirements.txt line "),
+                "{text}: {e}"
+            );
         }
     }
 

@@ -40,6 +40,8 @@ struct DockerOutcome {
 impl DockerExec {
     /// Runs `def` on `input` in a fresh container with a fresh `/outputs`, then `publish`es
     /// what it wrote. Docker functions are not assumed pure: nothing here is cached.
+    // each argument comes from a different layer (store, definition, input, limits, logs)
+    #[allow(clippy::too_many_arguments)]
     pub async fn run(
         &self,
         store: &Store,
@@ -90,6 +92,7 @@ impl DockerExec {
     }
 
     /// Runs one invocation in a fresh container.
+    #[allow(clippy::too_many_arguments)]
     async fn run_container(
         &self,
         store: &Store,

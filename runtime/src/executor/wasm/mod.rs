@@ -277,6 +277,8 @@ impl WasmExec {
 
     /// Runs `def` on `input` in a fresh instance; `seed` seeds the guest's randomness.
     /// `publish` stores what it produced before the instance's `/outputs` is let go.
+    // each argument comes from a different layer (store, definition, input, limits, logs)
+    #[allow(clippy::too_many_arguments)]
     pub async fn run(
         &self,
         store: &Store,
