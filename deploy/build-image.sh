@@ -6,8 +6,12 @@ cd "$(dirname "$0")/.."
 tag="${1:-ipfaas:local}"
 target="${CARGO_TARGET_DIR:-target}"
 
-cargo build --release --locked -p ipfaas
-bin="$target/release/ipfaas"
+# IPFAAS_BIN: an ipfaas binary built already (any profile), instead of a release build
+bin="${IPFAAS_BIN:-}"
+if [ -z "$bin" ]; then
+  cargo build --release --locked -p ipfaas
+  bin="$target/release/ipfaas"
+fi
 
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT

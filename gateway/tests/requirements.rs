@@ -83,19 +83,21 @@ async fn deploy_ok(s: &Server, name: &str, files: &[(&str, &[u8])]) -> Value {
     v
 }
 
-async fn refused(s: &Server, reqs: &str) -> String {
-    let (st, v) = deploy(
-        s,
-        "refused",
-        "",
-        &[
-            ("function.py", REPORT.as_bytes()),
-            ("requirements.txt", reqs.as_bytes()),
-        ],
-    )
-    .await;
-    assert_eq!(st, 400, "{reqs}: {v}");
+/// Deploys the report function with `file` (`requirements.txt` or `requirements.lock`)
+/// holding `text`; asserts a 400 and returns its error.
+async fn refused_with(s: &Server, file: &str, text: &str) -> String {
+    let files = [("function.py", REPORT.as_bytes()), (file, text.as_bytes())];
+    let (st, v) = deploy(s, "refused", "", &files).await;
+    assert_eq!(st, 400, "{file}: {text}: {v}");
     v["error"].as_str().unwrap().to_string()
+}
+
+async fn refused(s: &Server, reqs: &str) -> String {
+    refused_with(s, "requirements.txt", reqs).await
+}
+
+async fn refused_lock(s: &Server, lock: &str) -> String {
+    refused_with(s, "requirements.lock", lock).await
 }
 
 /// Runs the function `f`; its JSON answer.
@@ -522,18 +524,7 @@ async fn locks_round_trip() {
     let bad = String::from_utf8(files[2].1.clone())
         .unwrap()
         .replace(sha, &"e".repeat(64));
-    let (st, v) = deploy(
-        &other,
-        "tampered",
-        "",
-        &[
-            ("function.py", REPORT.as_bytes()),
-            ("requirements.lock", bad.as_bytes()),
-        ],
-    )
-    .await;
-    assert_eq!(st, 400, "{v}");
-    let e = v["error"].as_str().unwrap();
+    let e = refused_lock(&other, &bad).await;
     assert!(
         e.contains("requirements.lock: attrs") && e.contains(&"e".repeat(64)),
         "{e}"
@@ -564,4 +555,35 @@ async fn build_errors_are_python_errors() {
         "{e}"
     );
     assert!(!e.contains("wasm") && !e.contains("backtrace"), "{e}");
+}
+
+/// A bundle's own URLs (index options, lock URLs) reach public addresses only; the node's own
+/// (`--index-url` in the offline test above) may be anywhere.
+#[tokio::test]
+async fn a_bundles_urls_reach_public_addresses_only() {
+    let s = server().await;
+    // something to probe, which must never be asked
+    let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = probe.local_addr().unwrap().port();
+    for reqs in [
+        format!("--index-url http://127.0.0.1:{port}/simple\nsix\n"),
+        format!("--extra-index-url http://[::1]:{port}/simple\nsix\n"),
+        "--index-url http://169.254.169.254/latest/\nsix\n".to_string(),
+        format!("--find-links http://localhost:{port}/\n--no-index\nsix\n"),
+    ] {
+        let e = refused(&s, &reqs).await;
+        assert!(e.contains("public address"), "{reqs}: {e}");
+    }
+    let lock = format!(
+        "version = 1\n[[wheel]]\nname = \"nosuchpkg\"\nversion = \"1.0\"\nfile = \"nosuchpkg-1.0-py3-none-any.whl\"\nsha256 = \"{}\"\nurl = \"http://127.0.0.1:{port}/nosuchpkg-1.0-py3-none-any.whl\"\n",
+        "a".repeat(64)
+    );
+    let e = refused_lock(&s, &lock).await;
+    assert!(e.contains("public address"), "{e}");
+    // nothing connected to the probe
+    let accepted = tokio::time::timeout(Duration::from_millis(200), probe.accept()).await;
+    assert!(
+        accepted.is_err(),
+        "the node connected to a loopback address a bundle named"
+    );
 }

@@ -3,7 +3,7 @@
 //! thing share one request, so the resolver can ask ahead (see `resolve::Provider::prefetch`).
 
 use super::cache::{Cache, sha256_file};
-use super::index::{Dist, Index, Location, MAX_WHEEL, Sources};
+use super::index::{Dist, Index, Location, Sources};
 use super::lock::Locked;
 use super::metadata::{self, MAX_METADATA, Metadata};
 use super::target::{self, FileKind};
@@ -12,6 +12,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
+
+/// Most bytes one install may download (wheels tried while resolving included).
+pub const MAX_DOWNLOADS: u64 = 2 << 30;
 
 type Shared<T> = Arc<OnceCell<Result<Arc<T>, String>>>;
 
@@ -179,7 +182,7 @@ impl Fetcher {
                     return Ok(t);
                 }
                 self.networked.store(true, Ordering::Relaxed);
-                let bytes = self.index.get(url, MAX_METADATA).await?;
+                let bytes = self.index.get(url, MAX_METADATA, dist.trusted).await?;
                 let text = String::from_utf8_lossy(&bytes).into_owned();
                 if let Some(want) = want {
                     let got = super::index::sha256_hex(&bytes);
@@ -250,15 +253,20 @@ impl Fetcher {
                 self.networked.store(true, Ordering::Relaxed);
                 let tmp =
                     tempfile::NamedTempFile::new_in(self.cache.tmp()).map_err(|e| e.to_string())?;
-                let sha = self.index.download(url, tmp.path()).await?;
+                let sha = self.index.download(url, tmp.path(), dist.trusted).await?;
                 let size = tmp.as_file().metadata().map(|m| m.len()).unwrap_or(0);
-                self.downloaded
-                    .fetch_add(size.min(MAX_WHEEL), Ordering::Relaxed);
+                let total = self.downloaded.fetch_add(size, Ordering::Relaxed) + size;
+                if total > MAX_DOWNLOADS {
+                    return Err(format!(
+                        "requirements: more than {MAX_DOWNLOADS} bytes of wheels to download"
+                    ));
+                }
                 if let Some(want) = &dist.sha256
                     && want != &sha
                 {
                     return Err(format!(
-                        "{url}: the download's sha256 {sha} is not the {want} the index gave"
+                        "{}: the download's sha256 {sha} is not the {want} the index gave",
+                        super::index::redact(url)
                     ));
                 }
                 let (_, tmp_path) = tmp.keep().map_err(|e| e.to_string())?;
@@ -349,5 +357,7 @@ fn locked_dist(w: &Locked) -> Dist {
         requires_python: None,
         metadata_url: None,
         yanked: false,
+        // a lock's URL is the bundle's word
+        trusted: false,
     }
 }

@@ -48,15 +48,27 @@ pub struct Dist {
     pub metadata_url: Option<(String, Option<String>)>,
     /// PEP 592: yanked files are only chosen when pinned exactly.
     pub yanked: bool,
+    /// It came from one of the node's own sources (not a bundle's): see [`super::guard`].
+    pub trusted: bool,
+}
+
+/// A page source and who named it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// Its URL.
+    pub url: String,
+    /// Named by the node's operator (may be anywhere), not by a bundle (public addresses
+    /// only: see [`super::guard`]).
+    pub trusted: bool,
 }
 
 /// Where to look, in order.
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
     /// Simple API base URLs.
-    pub indexes: Vec<String>,
+    pub indexes: Vec<Remote>,
     /// Find-links pages.
-    pub link_pages: Vec<String>,
+    pub link_pages: Vec<Remote>,
     /// Directories of this host (the node's wheelhouse).
     pub local_dirs: Vec<PathBuf>,
     /// Bundle directories (`wheels/`, and `--find-links` to a bundle directory).
@@ -74,6 +86,8 @@ impl Sources {
 #[derive(Clone)]
 pub struct Index {
     client: reqwest::Client,
+    /// For a bundle's URLs: public addresses only.
+    public: reqwest::Client,
     bundle: Arc<BTreeMap<String, Bytes>>,
 }
 
@@ -100,12 +114,29 @@ pub(crate) fn sha256_hex(b: &[u8]) -> String {
 }
 
 impl Index {
-    /// An index client using `client`, reading vendored wheels from the bundle `files`.
-    pub fn new(client: reqwest::Client, files: Arc<BTreeMap<String, Bytes>>) -> Self {
+    /// An index client using `client` for the node's sources and `public` for the bundle's,
+    /// reading vendored wheels from the bundle `files`.
+    pub fn new(
+        client: reqwest::Client,
+        public: reqwest::Client,
+        files: Arc<BTreeMap<String, Bytes>>,
+    ) -> Self {
         Self {
             client,
+            public,
             bundle: files,
         }
+    }
+
+    /// The client for a URL named by the node (`trusted`) or by a bundle, after checking
+    /// what a bundle may name.
+    fn client_for(&self, url: &str, trusted: bool) -> Result<&reqwest::Client, String> {
+        if trusted {
+            return Ok(&self.client);
+        }
+        let u = Url::parse(url).map_err(|e| format!("{}: {e}", redact(url)))?;
+        super::guard::url_ok(&u)?;
+        Ok(&self.public)
     }
 
     /// The bundle's bytes of `path`.
@@ -147,10 +178,20 @@ impl Index {
         let pages = sources
             .indexes
             .iter()
-            .map(|base| (format!("{}/{name}/", base.trim_end_matches('/')), true))
-            .chain(sources.link_pages.iter().map(|u| (u.clone(), false)));
-        let fetched =
-            futures::future::join_all(pages.map(|(url, index)| self.page(url, index, name))).await;
+            .map(|base| {
+                let url = format!("{}/{name}/", base.url.trim_end_matches('/'));
+                (url, true, base.trusted)
+            })
+            .chain(
+                sources
+                    .link_pages
+                    .iter()
+                    .map(|u| (u.url.clone(), false, u.trusted)),
+            );
+        let fetched = futures::future::join_all(
+            pages.map(|(url, index, trusted)| self.page(url, index, trusted, name)),
+        )
+        .await;
         for page in fetched {
             out.extend(page?);
         }
@@ -158,10 +199,16 @@ impl Index {
     }
 
     /// One simple-API or find-links page, its files of `name`.
-    async fn page(&self, url: String, index: bool, name: &str) -> Result<Vec<Dist>, String> {
+    async fn page(
+        &self,
+        url: String,
+        index: bool,
+        trusted: bool,
+        name: &str,
+    ) -> Result<Vec<Dist>, String> {
         let what = format!("GET {}", redact(&url));
         let resp = self
-            .client
+            .client_for(&url, trusted)?
             .get(&url)
             .header(
                 "Accept",
@@ -211,16 +258,17 @@ impl Index {
                     requires_python: l.requires_python,
                     metadata_url,
                     yanked: l.yanked,
+                    trusted,
                 })
             })
             .collect())
     }
 
-    /// GETs `url` whole (at most `max` bytes).
-    pub async fn get(&self, url: &str, max: u64) -> Result<Vec<u8>, String> {
+    /// GETs `url` whole (at most `max` bytes); `trusted` as for [`Dist::trusted`].
+    pub async fn get(&self, url: &str, max: u64, trusted: bool) -> Result<Vec<u8>, String> {
         let what = format!("GET {}", redact(url));
         let resp = self
-            .client
+            .client_for(url, trusted)?
             .get(url)
             .send()
             .await
@@ -232,12 +280,17 @@ impl Index {
     }
 
     /// Streams `url` into `dest` (at most `max` bytes); returns its sha256.
-    pub async fn download(&self, url: &str, dest: &std::path::Path) -> Result<String, String> {
+    pub async fn download(
+        &self,
+        url: &str,
+        dest: &std::path::Path,
+        trusted: bool,
+    ) -> Result<String, String> {
         use sha2::Digest;
         use tokio::io::AsyncWriteExt;
         let what = format!("GET {}", redact(url));
         let resp = self
-            .client
+            .client_for(url, trusted)?
             .get(url)
             .send()
             .await
@@ -306,6 +359,7 @@ fn local_dist(file: &str, d: DistFile, location: Location) -> Dist {
         requires_python: None,
         metadata_url: None,
         yanked: false,
+        trusted: true,
     }
 }
 
@@ -509,9 +563,11 @@ pub fn install_crypto_provider() {
 
 /// The HTTP client for indexes: the node's certificate authorities (pip's `cert`, else
 /// `SSL_CERT_FILE`/the system's, else the Mozilla roots), the proxy variables, a timeout.
+/// `public_only` makes the client for a bundle's URLs (see [`super::guard`]).
 pub fn client(
     cert: Option<&std::path::Path>,
     timeout: Duration,
+    public_only: bool,
 ) -> Result<reqwest::Client, String> {
     use rustls::pki_types::{CertificateDer, pem::PemObject};
     let mut roots = rustls::RootCertStore::empty();
@@ -546,8 +602,13 @@ pub fn client(
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
+    let mut b = reqwest::Client::builder();
+    if public_only {
+        b = b
+            .dns_resolver(Arc::new(super::guard::PublicOnly))
+            .redirect(super::guard::redirects());
+    }
+    b.tls_backend_preconfigured(tls)
         .user_agent(concat!("ipfaas/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(15))
         .read_timeout(timeout)

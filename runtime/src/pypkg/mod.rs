@@ -4,7 +4,8 @@
 //!
 //! - [`reqfile`] — pip's requirements-file syntax.
 //! - [`target`] — the guest (CPython 3.14 on WASI): its marker environment and wheel tags.
-//! - [`index`] — package indexes (PEP 691/503), find-links, the bundle's `wheels/`.
+//! - [`index`] — package indexes (PEP 691/503), find-links, the bundle's `wheels/`;
+//!   [`guard`] — what a bundle's own URLs may reach (public addresses only).
 //! - [`metadata`] — core metadata (PEP 658 files, or read from the wheel).
 //! - [`fetch`] — one install's shared fetches.
 //! - [`resolve`] — the `pubgrub` solver over all of it.
@@ -16,6 +17,7 @@
 
 pub mod cache;
 pub mod fetch;
+pub mod guard;
 pub mod index;
 pub mod lock;
 pub mod metadata;
@@ -221,6 +223,7 @@ pub struct Installed {
 #[derive(Clone)]
 pub struct Installer {
     client: reqwest::Client,
+    public: reqwest::Client,
     settings: Arc<Settings>,
     cache: cache::Cache,
 }
@@ -228,10 +231,17 @@ pub struct Installer {
 impl Installer {
     /// An installer with the node's `settings`, caching in `dir`.
     pub fn new(settings: Settings, dir: &Path) -> Result<Self> {
-        let client = index::client(settings.cert.as_deref(), Duration::from_secs(60))
-            .map_err(|e| Error::InvalidInput(format!("package index settings: {e}")))?;
+        let make = |public_only| {
+            index::client(
+                settings.cert.as_deref(),
+                Duration::from_secs(60),
+                public_only,
+            )
+            .map_err(|e| Error::InvalidInput(format!("package index settings: {e}")))
+        };
         Ok(Self {
-            client,
+            client: make(false)?,
+            public: make(true)?,
             settings: Arc::new(settings),
             cache: cache::Cache::open(dir)?,
         })
@@ -244,19 +254,27 @@ impl Installer {
             bundle_dirs: vec!["wheels".into()],
             ..Default::default()
         };
+        // the node's sources are its operator's; the file's are the bundle's (guard.rs)
+        let node = |url: &String| index::Remote {
+            url: url.clone(),
+            trusted: true,
+        };
+        let bundle = |url: &String| index::Remote {
+            url: url.clone(),
+            trusted: false,
+        };
         if !(s.no_index || opts.no_index) {
-            src.indexes.push(
-                opts.index_url
-                    .clone()
-                    .or_else(|| s.index_url.clone())
-                    .unwrap_or_else(|| DEFAULT_INDEX.into()),
-            );
-            src.indexes.extend(s.extra_index_urls.iter().cloned());
-            src.indexes.extend(opts.extra_index_urls.iter().cloned());
+            src.indexes.push(match (&opts.index_url, &s.index_url) {
+                (Some(u), _) => bundle(u),
+                (None, Some(u)) => node(u),
+                (None, None) => node(&DEFAULT_INDEX.to_string()),
+            });
+            src.indexes.extend(s.extra_index_urls.iter().map(node));
+            src.indexes.extend(opts.extra_index_urls.iter().map(bundle));
         }
         for l in &s.find_links {
             if l.starts_with("http://") || l.starts_with("https://") {
-                src.link_pages.push(l.clone());
+                src.link_pages.push(node(l));
             } else {
                 src.local_dirs
                     .push(PathBuf::from(l.strip_prefix("file://").unwrap_or(l)));
@@ -264,7 +282,7 @@ impl Installer {
         }
         for l in &opts.find_links {
             if l.contains("://") {
-                src.link_pages.push(l.clone());
+                src.link_pages.push(bundle(l));
             } else if !src.bundle_dirs.contains(l) {
                 src.bundle_dirs.push(l.clone());
             }
@@ -308,7 +326,7 @@ impl Installer {
             Request::Lock(l, f) => (f.as_ref(), Some(l.clone())),
         };
         let sources = self.sources(file);
-        let index = index::Index::new(self.client.clone(), files.clone());
+        let index = index::Index::new(self.client.clone(), self.public.clone(), files.clone());
         let hashes = file.filter(|f| f.require_hashes).map(|f| {
             let mut m: HashMap<String, HashSet<String>> = HashMap::new();
             for r in f.requirements.iter().chain(&f.constraints) {
@@ -460,7 +478,7 @@ async fn solve(
 /// An index that could not be reached is the network's fault (503), anything else the
 /// bundle's (400).
 fn classify(e: String) -> Error {
-    if e.starts_with("GET ") && !e.contains(": HTTP 4") {
+    if e.starts_with("GET ") && !e.contains(": HTTP 4") && !e.contains("public address") {
         Error::Unavailable(format!("package index: {e}"))
     } else {
         Error::InvalidInput(e)

@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 const MAX_TIME: Duration = Duration::from_secs(300);
 /// Most projects one resolution may involve.
 const MAX_PROJECTS: usize = 1000;
+/// Fetches asked ahead at once.
+const PREFETCH: usize = 16;
 
 /// A package to the solver.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -69,6 +71,18 @@ pub struct Provider {
     parent: Mutex<HashMap<String, (Pkg, String)>>,
     /// Discovery order, for the solver's tie-break (breadth first).
     order: Mutex<HashMap<Pkg, usize>>,
+    /// Fetches asked ahead that may run at once.
+    ahead: Arc<tokio::sync::Semaphore>,
+    /// Fetches asked ahead, stopped when the resolution ends.
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        for t in self.tasks.get_mut().unwrap().drain(..) {
+            t.abort();
+        }
+    }
 }
 
 fn ranges_of(r: &Requirement) -> Vs {
@@ -104,6 +118,8 @@ impl Provider {
             started: Instant::now(),
             parent: Default::default(),
             order: Default::default(),
+            ahead: Arc::new(tokio::sync::Semaphore::new(PREFETCH)),
+            tasks: Default::default(),
         }
     }
 
@@ -142,7 +158,11 @@ impl Provider {
     fn prefetch(&self, name: String, range: Vs) {
         let fetch = self.fetch.clone();
         let pre = self.pre;
-        self.rt.spawn(async move {
+        let ahead = self.ahead.clone();
+        let task = self.rt.spawn(async move {
+            let Ok(_permit) = ahead.acquire_owned().await else {
+                return;
+            };
             let Ok(l) = fetch.listing(&name).await else {
                 return;
             };
@@ -155,6 +175,7 @@ impl Provider {
                 let _ = fetch.metadata(d).await;
             }
         });
+        self.tasks.lock().unwrap().push(task.abort_handle());
     }
 
     fn note(&self, p: &Pkg) {
