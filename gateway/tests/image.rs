@@ -44,15 +44,10 @@ async fn the_image_deploys_a_function_with_requirements() {
         image: image.clone(),
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let built = Command::new(root.join("deploy/build-image.sh"))
-        .arg(&image)
-        .env("IPFAAS_BIN", BIN)
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
+    run_ok(
+        Command::new(root.join("deploy/build-image.sh"))
+            .arg(&image)
+            .env("IPFAAS_BIN", BIN),
     );
 
     // the image's own user writes its repo into this directory

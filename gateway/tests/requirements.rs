@@ -63,18 +63,9 @@ async fn server() -> tokio::sync::MutexGuard<'static, Server> {
         .await
 }
 
-/// POSTs a bundle; (status, answer).
+/// POSTs a bundle under `name`; (status, answer).
 async fn deploy(s: &Server, name: &str, query: &str, files: &[(&str, &[u8])]) -> (u16, Value) {
-    let r = client()
-        .post(format!("{}/v1/functions?name={name}{query}", s.url))
-        .header("content-type", "application/x-tar")
-        .body(tar_of(files))
-        .timeout(Duration::from_secs(600))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap())
+    deploy_tar(&s.url, &format!("?name={name}{query}"), files).await
 }
 
 async fn deploy_ok(s: &Server, name: &str, files: &[(&str, &[u8])]) -> Value {
@@ -478,16 +469,11 @@ async fn locks_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("function.py"), REPORT).unwrap();
     std::fs::write(dir.path().join("requirements.txt"), "attrs>=23,<25\n").unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["deploy", "--lock", "--name", "locked"])
-        .arg(dir.path())
-        .args(["--api", &s.url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        std::process::Command::new(BIN)
+            .args(["deploy", "--lock", "--name", "locked"])
+            .arg(dir.path())
+            .args(["--api", &s.url]),
     );
     let text = std::fs::read_to_string(dir.path().join("requirements.lock")).unwrap();
     assert!(

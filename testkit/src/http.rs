@@ -103,10 +103,20 @@ pub async fn try_deploy(
     url: String,
     files: Vec<(&'static str, &'static [u8])>,
 ) -> (u16, serde_json::Value) {
+    deploy_tar(&url, "", &files).await
+}
+
+/// `POST {url}/v1/functions{query}` with a tar of (path, bytes) (10 min timeout), whatever
+/// comes of it: (status, answer).
+pub async fn deploy_tar(
+    url: &str,
+    query: &str,
+    files: &[(&str, &[u8])],
+) -> (u16, serde_json::Value) {
     let r = client()
-        .post(format!("{url}/v1/functions"))
+        .post(format!("{url}/v1/functions{query}"))
         .header("content-type", "application/x-tar")
-        .body(tar_of(&files))
+        .body(tar_of(files))
         .timeout(Duration::from_secs(600))
         .send()
         .await
@@ -117,16 +127,7 @@ pub async fn try_deploy(
 
 /// Deploys a Python bundle of (path, bytes) as a tar; asserts 201 and returns the answer.
 pub async fn deploy_files(s: &Server, files: &[(&str, &[u8])]) -> serde_json::Value {
-    let r = client()
-        .post(format!("{}/v1/functions", s.url))
-        .header("content-type", "application/x-tar")
-        .body(tar_of(files))
-        .timeout(Duration::from_secs(300))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: serde_json::Value = r.json().await.unwrap();
+    let (status, v) = deploy_tar(&s.url, "", files).await;
     assert_eq!(status, 201, "{v}");
     v
 }

@@ -48,6 +48,17 @@ pub fn cli(repo: &Path, args: &[&str]) -> Output {
         .expect("run ipfaas")
 }
 
+/// Runs `cmd`, asserting success (its stderr in the failure); its output.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run the command");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// [`cli`], asserting success; its stdout.
 pub fn cli_ok(repo: &Path, args: &[&str]) -> String {
     let out = cli(repo, args);

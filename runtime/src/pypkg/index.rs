@@ -264,8 +264,9 @@ impl Index {
             .collect())
     }
 
-    /// GETs `url` whole (at most `max` bytes); `trusted` as for [`Dist::trusted`].
-    pub async fn get(&self, url: &str, max: u64, trusted: bool) -> Result<Vec<u8>, String> {
+    /// GETs `url` with the client `trusted` calls for ([`Dist::trusted`]); a successful
+    /// answer, and how errors name the request.
+    async fn send(&self, url: &str, trusted: bool) -> Result<(reqwest::Response, String), String> {
         let what = format!("GET {}", redact(url));
         let resp = self
             .client_for(url, trusted)?
@@ -276,6 +277,12 @@ impl Index {
         if !resp.status().is_success() {
             return Err(format!("{what}: HTTP {}", resp.status()));
         }
+        Ok((resp, what))
+    }
+
+    /// GETs `url` whole (at most `max` bytes); `trusted` as for [`Dist::trusted`].
+    pub async fn get(&self, url: &str, max: u64, trusted: bool) -> Result<Vec<u8>, String> {
+        let (resp, what) = self.send(url, trusted).await?;
         body(resp, max, &what).await
     }
 
@@ -288,16 +295,7 @@ impl Index {
     ) -> Result<String, String> {
         use sha2::Digest;
         use tokio::io::AsyncWriteExt;
-        let what = format!("GET {}", redact(url));
-        let resp = self
-            .client_for(url, trusted)?
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| format!("{what}: {}", chain(&e)))?;
-        if !resp.status().is_success() {
-            return Err(format!("{what}: HTTP {}", resp.status()));
-        }
+        let (resp, what) = self.send(url, trusted).await?;
         if resp.content_length().is_some_and(|n| n > MAX_WHEEL) {
             return Err(format!("{what}: larger than {MAX_WHEEL} bytes"));
         }

@@ -391,16 +391,12 @@ impl Installer {
                 };
                 out.resolve = t.elapsed();
                 let t = Instant::now();
-                let jobs: Vec<_> = dists
-                    .iter()
-                    .map(|d| {
-                        let (f, d) = (fetcher.clone(), d.clone());
-                        async move { f.wheel(&d).await }
-                    })
-                    .collect();
-                let fetched: Vec<_> = futures::stream::iter(jobs)
-                    .buffered(PARALLEL)
-                    .collect()
+                let fetched =
+                    fetch_all(
+                        &fetcher,
+                        dists.clone(),
+                        |f, d| async move { f.wheel(&d).await },
+                    )
                     .await;
                 let mut wheels = Vec::new();
                 for (d, f) in dists.iter().zip(fetched) {
@@ -441,18 +437,10 @@ impl Installer {
             }
         }
         let t = Instant::now();
-        let jobs: Vec<_> = lock
-            .wheels
-            .iter()
-            .map(|w| {
-                let (f, w) = (fetcher.clone(), w.clone());
-                async move { f.locked_wheel(&w).await }
-            })
-            .collect();
-        let fetched: Vec<_> = futures::stream::iter(jobs)
-            .buffered(PARALLEL)
-            .collect()
-            .await;
+        let fetched = fetch_all(&fetcher, lock.wheels.clone(), |f, w| async move {
+            f.locked_wheel(&w).await
+        })
+        .await;
         for f in fetched {
             out.wheels.push(f.map_err(classify)?);
         }
@@ -462,6 +450,23 @@ impl Installer {
         out.networked = fetcher.networked.load(Ordering::Relaxed);
         Ok(out)
     }
+}
+
+/// `fetch(fetcher, item)` for every item, [`PARALLEL`] at a time, in order. Each future owns
+/// what it uses (a borrowed item across the stream is not `Send` for every lifetime).
+async fn fetch_all<T, R, F, Fut>(fetcher: &Arc<fetch::Fetcher>, items: Vec<T>, fetch: F) -> Vec<R>
+where
+    F: Fn(Arc<fetch::Fetcher>, T) -> Fut,
+    Fut: std::future::Future<Output = R>,
+{
+    let jobs: Vec<Fut> = items
+        .into_iter()
+        .map(|i| fetch(fetcher.clone(), i))
+        .collect();
+    futures::stream::iter(jobs)
+        .buffered(PARALLEL)
+        .collect()
+        .await
 }
 
 /// Runs the solver on a blocking thread: the outer error is ours, the inner the resolution's.
