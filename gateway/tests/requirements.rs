@@ -123,6 +123,11 @@ fn locked(v: &Value) -> BTreeMap<String, String> {
 /// pip's resolution of `reqs` for CPython 3.14, pure wheels only (`pip install --dry-run
 /// --report`, the interpreter found by the test, not the server): name → version.
 fn pip_resolves(reqs: &str) -> BTreeMap<String, String> {
+    pip_resolves_with(reqs, &[])
+}
+
+/// [`pip_resolves`] with more pip options (`--no-index --find-links DIR`).
+fn pip_resolves_with(reqs: &str, extra: &[&str]) -> BTreeMap<String, String> {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("requirements.txt"), reqs).unwrap();
     let report = dir.path().join("report.json");
@@ -146,6 +151,7 @@ fn pip_resolves(reqs: &str) -> BTreeMap<String, String> {
         .arg(dir.path().join("t"))
         .arg("--report")
         .arg(&report)
+        .args(extra)
         .arg("-r")
         .arg(dir.path().join("requirements.txt"))
         .output()
@@ -400,12 +406,29 @@ fn wheel_requiring(name: &str, version: &str, requires: &[&str], module: &[u8]) 
     zip_of(&[(&py, module), (&m, meta.as_bytes()), (&w, wheel)])
 }
 
-/// With no index reachable, the bundle's `wheels/` is enough (transitive dependencies too);
-/// what it lacks is a 503 naming the index.
+/// With no index reachable, the bundle's `wheels/` is enough (transitive dependencies too),
+/// and so is the node's wheelhouse (`--find-links DIR`); what they lack is a 503 naming the
+/// index.
 #[tokio::test]
 async fn offline_from_the_bundles_wheels() {
     let tmp = tempfile::tempdir().unwrap();
-    let s = Server::start(tmp.path(), &["--index-url", "http://127.0.0.1:9/simple"]);
+    // and the node's own wheelhouse (a directory of this host)
+    let house = tempfile::tempdir().unwrap();
+    std::fs::write(
+        house.path().join("housemod-3.1-py3-none-any.whl"),
+        wheel_requiring("housemod", "3.1", &[], b"V = 31\n"),
+    )
+    .unwrap();
+    let house_dir = house.path().display().to_string();
+    let s = Server::start(
+        tmp.path(),
+        &[
+            "--index-url",
+            "http://127.0.0.1:9/simple",
+            "--find-links",
+            &house_dir,
+        ],
+    );
     let top = wheel_requiring(
         "topmod",
         "1.2.0",
@@ -446,6 +469,64 @@ async fn offline_from_the_bundles_wheels() {
         .await
         .unwrap();
     assert_eq!(r, json!({"v": 42}));
+
+    // pre-releases as PEP 440 (and pip) choose them: only when a specifier names one
+    let wheels: Vec<(String, Vec<u8>)> = ["prea-1.0", "prea-2.0rc1", "preb-1.0", "preb-2.0rc1"]
+        .iter()
+        .map(|nv| {
+            let (n, v) = nv.split_once('-').unwrap();
+            (
+                format!("{nv}-py3-none-any.whl"),
+                wheel_requiring(n, v, &[], b"V = 0\n"),
+            )
+        })
+        .collect();
+    let reqs = "prea>=1\npreb>=1.0rc1\n";
+    let wheeldir = tempfile::tempdir().unwrap();
+    for (f, b) in &wheels {
+        std::fs::write(wheeldir.path().join(f), b).unwrap();
+    }
+    let want = pip_resolves_with(
+        reqs,
+        &[
+            "--no-index",
+            "--find-links",
+            wheeldir.path().to_str().unwrap(),
+        ],
+    );
+    let mut files: Vec<(String, &[u8])> = wheels
+        .iter()
+        .map(|(f, b)| (format!("wheels/{f}"), b.as_slice()))
+        .collect();
+    files.push(("function.py".into(), REPORT.as_bytes()));
+    files.push(("requirements.txt".into(), reqs.as_bytes()));
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(a, b)| (a.as_str(), *b)).collect();
+    let v = deploy_ok(&s, "pre", &refs).await;
+    assert_eq!(locked(&v), want, "ipfaas (left) and pip (right) disagree");
+    assert_eq!(want.get("preb").map(String::as_str), Some("2.0rc1"));
+
+    let h = "import housemod\ndef main(input, params):\n    return {\"v\": housemod.V}\n";
+    let v = deploy_ok(
+        &s,
+        "house",
+        &[
+            ("function.py", h.as_bytes()),
+            ("requirements.txt", b"housemod>=3\n"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        locked(&v).get("housemod").map(String::as_str),
+        Some("3.1"),
+        "{v}"
+    );
+    assert_eq!(v["requirements"]["networked"], false, "{v}");
+    let r: Value = invoke(&s, "house", &format!("cid={cid}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r, json!({"v": 31}));
 
     let (st, v) = deploy(
         &s,

@@ -69,6 +69,8 @@ pub struct Provider {
     started: Instant,
     /// First requirer of each project: (who, what they asked for).
     parent: Mutex<HashMap<String, (Pkg, String)>>,
+    /// Projects some specifier of which names a pre-release: those may be chosen (PEP 440).
+    pre_named: Mutex<std::collections::HashSet<String>>,
     /// Discovery order, for the solver's tie-break (breadth first).
     order: Mutex<HashMap<Pkg, usize>>,
     /// Fetches asked ahead that may run at once.
@@ -104,6 +106,9 @@ impl Provider {
     pub fn new(rt: tokio::runtime::Handle, fetch: Arc<Fetcher>, file: &ReqFile) -> Self {
         let mut constraints: HashMap<String, Vs> = HashMap::new();
         for c in &file.constraints {
+            if !c.req.marker.evaluate(target::environment(), &[]) {
+                continue;
+            }
             let e = constraints
                 .entry(c.req.name.to_string())
                 .or_insert_with(Vs::full);
@@ -117,6 +122,7 @@ impl Provider {
             pre: file.pre,
             started: Instant::now(),
             parent: Default::default(),
+            pre_named: Default::default(),
             order: Default::default(),
             ahead: Arc::new(tokio::sync::Semaphore::new(PREFETCH)),
             tasks: Default::default(),
@@ -139,11 +145,11 @@ impl Provider {
 
     /// The highest version in `range` the rules allow: no pre-releases unless `--pre` or
     /// nothing else matches (PEP 440), no yanked file unless pinned exactly (PEP 592).
-    fn best(&self, listing: &super::fetch::Listing, range: &Vs) -> Option<Version> {
+    fn best(&self, name: &str, listing: &super::fetch::Listing, range: &Vs) -> Option<Version> {
         let exact = range.as_singleton().is_some();
         let ok = |d: &&Dist| range.contains(&d.version) && (!d.yanked || exact);
         let mut all = listing.usable.iter().filter(ok);
-        if self.pre {
+        if self.pre || self.pre_named.lock().unwrap().contains(name) {
             return all.next().map(|d| d.version.clone());
         }
         let firsts: Vec<&Dist> = all.collect();
@@ -202,6 +208,17 @@ impl Provider {
                 continue;
             }
             let name = r.name.to_string();
+            match &r.version_or_url {
+                Some(VersionOrUrl::Url(u)) => {
+                    return Err(Stop(format!(
+                        "{from} requires {name} @ {u}: direct references are not supported"
+                    )));
+                }
+                Some(VersionOrUrl::VersionSpecifier(s)) if s.iter().any(|v| v.any_prerelease()) => {
+                    self.pre_named.lock().unwrap().insert(name.clone());
+                }
+                _ => {}
+            }
             let mut range = ranges_of(r);
             if let Some(c) = self.constraints.get(&name) {
                 range = range.intersection(c);
@@ -304,7 +321,7 @@ impl DependencyProvider for Provider {
             Pkg::Root => Ok(Some(Version::new([0]))),
             Pkg::Name(n) | Pkg::Extra(n, _) => {
                 let l = self.listing(n)?;
-                Ok(self.best(&l, range))
+                Ok(self.best(n, &l, range))
             }
         }
     }
