@@ -27,6 +27,9 @@ struct Pending {
 pub(crate) struct Publisher {
     store: Store,
     pending: Mutex<Vec<Pending>>,
+    /// Records of the batch a commit is writing: still answered from here until they are on
+    /// disk (a repeat arriving during the commit's sync would otherwise miss the cache).
+    committing: Mutex<Vec<(PathBuf, CacheRecord)>>,
     flush_now: Arc<tokio::sync::Notify>,
 }
 
@@ -36,6 +39,7 @@ impl Publisher {
         let this = Arc::new(Self {
             store,
             pending: Mutex::new(Vec::new()),
+            committing: Mutex::new(Vec::new()),
             flush_now: Arc::new(tokio::sync::Notify::new()),
         });
         // the group committer: wakes on new outputs, commits at most every COMMIT_INTERVAL
@@ -103,21 +107,54 @@ impl Publisher {
 
     /// The record waiting for its commit at `path`, if any.
     pub fn pending_record(&self, path: &std::path::Path) -> Option<CacheRecord> {
-        let pending = self.pending.lock().unwrap();
-        pending
-            .iter()
-            .rev()
-            .filter_map(|p| p.record.as_ref())
-            .find(|(p, _)| p == path)
-            .map(|(_, r)| r.clone())
+        let queued = {
+            let pending = self.pending.lock().unwrap();
+            pending
+                .iter()
+                .rev()
+                .filter_map(|p| p.record.as_ref())
+                .find(|(p, _)| p == path)
+                .map(|(_, r)| r.clone())
+        };
+        queued.or_else(|| {
+            let committing = self.committing.lock().unwrap();
+            committing
+                .iter()
+                .rev()
+                .find(|(p, _)| p == path)
+                .map(|(_, r)| r.clone())
+        })
     }
 
     /// One group commit: a `syncfs` for every block written, then pins, then cache records.
     pub async fn commit(&self) -> Result<()> {
-        let batch: Vec<Pending> = std::mem::take(&mut *self.pending.lock().unwrap());
+        // the batch's records move to `committing` under the same lock, so a lookup always
+        // finds them in one of the two until they are written
+        let (batch, records) = {
+            let mut pending = self.pending.lock().unwrap();
+            let batch: Vec<Pending> = std::mem::take(&mut *pending);
+            let records: Vec<(PathBuf, CacheRecord)> =
+                batch.iter().filter_map(|p| p.record.clone()).collect();
+            self.committing
+                .lock()
+                .unwrap()
+                .extend(records.iter().cloned());
+            (batch, records)
+        };
         if batch.is_empty() {
             return Ok(());
         }
+        let result = self.commit_batch(batch).await;
+        let mut committing = self.committing.lock().unwrap();
+        for (path, _) in &records {
+            if let Some(i) = committing.iter().position(|(p, _)| p == path) {
+                committing.remove(i);
+            }
+        }
+        result
+    }
+
+    async fn commit_batch(&self, batch: Vec<Pending>) -> Result<()> {
         let cids: Vec<Cid> = batch.iter().flat_map(|p| p.cids.iter().copied()).collect();
         if let Err(e) = self.store.sync_and_pin(cids).await {
             // keep the batch (and its records out of the cache) for the next commit
