@@ -43,7 +43,8 @@ pub struct RequirementsReport {
     pub wheels: usize,
     /// Milliseconds resolving (0 when a lock or an earlier resolution was used).
     pub resolve_ms: u64,
-    /// Milliseconds fetching wheels (from the cache, the bundle or the network).
+    /// Milliseconds fetching the chosen wheels after resolving (from the cache, the bundle or
+    /// the network); wheels fetched while resolving count in `resolve_ms`.
     pub download_ms: u64,
     /// Bytes downloaded.
     pub downloaded_bytes: u64,

@@ -209,7 +209,8 @@ pub struct Installed {
     pub lock: Lock,
     /// Time spent resolving (zero when a lock or an earlier resolution was used).
     pub resolve: Duration,
-    /// Time spent fetching wheels.
+    /// Time spent fetching the chosen wheels after resolving (wheels fetched while resolving,
+    /// to read the metadata of those without a PEP 658 file, count in `resolve`).
     pub download: Duration,
     /// Bytes downloaded.
     pub downloaded_bytes: u64,
@@ -365,13 +366,17 @@ impl Installer {
             });
         let fetcher = make(sources.clone());
         let mut out = Installed::default();
-        let lock = match (lock, &key) {
+        let earlier = match (&lock, &key) {
+            (None, Some(k)) if !upgrade => self.cache.resolution(k),
+            _ => None,
+        };
+        let lock = match (lock, earlier) {
             (Some(l), _) => l,
-            (None, Some(k)) if !upgrade && self.cache.resolution(k).is_some() => {
+            (None, Some(l)) => {
                 out.reused_resolution = true;
-                self.cache.resolution(k).unwrap_or_default()
+                l
             }
-            (None, _) => {
+            (None, None) => {
                 let Some(file) = file else {
                     return Ok(out);
                 };
