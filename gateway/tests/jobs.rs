@@ -146,7 +146,9 @@ async fn jobs_accepted_before_a_kill_9_all_finish_with_the_right_output() {
     let mut jobs = vec![];
     for (i, data) in inputs.iter().enumerate() {
         let cid = add_cid(&s, "", &[("in", data)]).await;
-        let n = LONG / 4 + i * 1000;
+        // the first two (as many as run at once) are long, so the rest are still queued when
+        // the node is killed however slowly they were submitted
+        let n = if i < 2 { LONG * 3 } else { LONG / 4 + i * 1000 };
         jobs.push((submit_ok(&s, &cid, &format!("n={n}")).await, chain(data, n)));
     }
     // crash while jobs run and others wait
