@@ -457,3 +457,65 @@ fn serve_refuses_a_peer_policy_it_cannot_read() {
     }
     assert!(!tmp.path().join("repo").join("blockstore").exists());
 }
+
+/// A raw request body joins the group commit of the outputs: the answer does not wait for the
+/// disk, and within the commit interval the input and output it named are pinned, so they
+/// are still there (and still pinned) after a `kill -9`.
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_body_inputs_are_pinned_by_the_group_commit_and_kept_across_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(tmp.path(), &[]);
+    deploy_files(
+        &s,
+        &[
+            (
+                "function.py",
+                b"def main(input, params):\n    return input.read()[::-1].hex()\n",
+            ),
+            ("ipfaas.toml", b"name = \"rev\"\n"),
+        ],
+    )
+    .await;
+    let pinned = |s: &Server, cid: String| {
+        let url = s.api(&format!("pin/ls?arg={cid}"));
+        async move {
+            let r = client().post(url).send().await.unwrap();
+            r.status() == 200
+                && r.json::<serde_json::Value>().await.unwrap()["Keys"]
+                    .get(&cid)
+                    .is_some()
+        }
+    };
+    let mut answered = vec![];
+    for i in 0..6u64 {
+        let data = rand_bytes(1 + i as usize * 200_000, 40 + i);
+        let r = client()
+            .post(format!("{}/v1/functions/rev/invoke", s.url))
+            .body(data.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let input = header(&r, "x-ipfaas-input-cid");
+        let output = header(&r, "x-ipfaas-output-cid");
+        let mut rev = data.clone();
+        rev.reverse();
+        assert_eq!(r.text().await.unwrap(), hex(&rev));
+        answered.push((data, rev, input, output));
+    }
+    // pinned by the next group commit (at most COMMIT_INTERVAL after each answer)
+    let t = Instant::now();
+    for (_, _, input, output) in &answered {
+        while !(pinned(&s, input.clone()).await && pinned(&s, output.clone()).await) {
+            assert!(t.elapsed() < Duration::from_secs(5), "{input} not pinned");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    s.kill9();
+    let s = Server::start(tmp.path(), &[]);
+    for (data, rev, input, output) in &answered {
+        assert!(pinned(&s, input.clone()).await, "{input} lost its pin");
+        assert_eq!(gateway_bytes(&s, input).await, *data);
+        assert_eq!(gateway_bytes(&s, output).await, hex(rev).into_bytes());
+    }
+}

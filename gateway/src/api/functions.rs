@@ -116,10 +116,12 @@ async fn first_data(body: &mut Incoming) -> ApiResult<Option<Bytes>> {
     }
 }
 
-/// Streams a raw request body, whose first data is `first`, into the store as one file
-/// (pinned, durable), up to the node's `--max-body-size`. A body over the limit or one that
-/// breaks off (the client went away) pins nothing.
-async fn add_body(app: &App, first: Bytes, body: Incoming) -> ApiResult<String> {
+/// Streams a raw request body, whose first data is `first`, into the store as one file, up to
+/// the node's `--max-body-size`. A body over the limit or one that breaks off (the client went
+/// away) pins nothing. With `durable` the file is synced and pinned before this returns (a job
+/// that names it must survive a crash); otherwise it joins the group commit of the invocation's
+/// outputs: synced and pinned with them, at most `COMMIT_INTERVAL` after the answer.
+async fn add_body(app: &App, first: Bytes, body: Incoming, durable: bool) -> ApiResult<String> {
     use futures::StreamExt;
     use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
     let limit = app.cfg.max_body;
@@ -144,9 +146,14 @@ async fn add_body(app: &App, first: Bytes, body: Incoming) -> ApiResult<String> 
     let stream = Box::pin(futures::stream::once(async move { Ok(first) }).chain(rest));
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
     let too_big = over.clone();
+    let opts = ipfaas_runtime::store::add::AddOptions {
+        pin: durable,
+        durable,
+        ..Default::default()
+    };
     let added = app
         .store
-        .add(Default::default(), move |a| {
+        .add(opts, move |a| {
             use std::io::Read;
             let mut r = reader.take(limit.saturating_add(1));
             if a.file("data", &mut r, |_| {})?.size > limit {
@@ -168,6 +175,10 @@ async fn add_body(app: &App, first: Bytes, body: Incoming) -> ApiResult<String> 
         out.roots.iter().find(|r| r.path == "data").ok_or_else(|| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "add produced no root")
         })?;
+    if !durable {
+        app.functions.commit_later(vec![root.cid]);
+        app.store.announce(&[root.cid]);
+    }
     Ok(root.cid.to_string())
 }
 
@@ -347,7 +358,7 @@ async fn invoke(app: &Arc<App>, req: Request<Incoming>, f: &str) -> ApiResult<Re
         }
         // an unknown name is refused before its body is stored
         app.functions.resolve_name(f)?;
-        cid = Some(add_body(app, first, body).await?);
+        cid = Some(add_body(app, first, body, is_async).await?);
     }
     let input = match cid {
         Some(c) => parse_cid(&c)?,

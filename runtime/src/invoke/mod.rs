@@ -227,6 +227,13 @@ impl Functions {
         self.inner.publisher.commit().await
     }
 
+    /// Makes `cids` (stored with `durable: false, pin: false`) durable and pinned in the next
+    /// group commit, with the outputs published meanwhile: at most
+    /// [`publish::COMMIT_INTERVAL`] later, and before [`Functions::flush`] returns.
+    pub fn commit_later(&self, cids: Vec<Cid>) {
+        self.inner.publisher.commit_later(cids);
+    }
+
     /// The backing store.
     pub fn store(&self) -> &Store {
         &self.inner.store

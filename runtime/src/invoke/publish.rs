@@ -105,6 +105,17 @@ impl Publisher {
         Ok(published)
     }
 
+    /// Queues blocks stored without waiting for the disk (a raw request body, say) for the next
+    /// group commit, which syncs and then pins them. Until then they are safe from garbage
+    /// collection (an add that did not pin keeps its roots in the store's unpinned set).
+    pub fn commit_later(&self, cids: Vec<Cid>) {
+        self.pending
+            .lock()
+            .unwrap()
+            .push(Pending { cids, record: None });
+        self.flush_now.notify_one();
+    }
+
     /// The record waiting for its commit at `path`, if any.
     pub fn pending_record(&self, path: &std::path::Path) -> Option<CacheRecord> {
         let queued = {
