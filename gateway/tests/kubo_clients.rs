@@ -15,35 +15,7 @@ const CLIENTS: [&str; 2] = ["ipfshttpclient==0.8.0a2", "aioipfs==0.7.1"];
 /// A virtualenv with the clients; made once per target directory.
 fn venv_python() -> PathBuf {
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kubo-clients-venv");
-    let python = venv.join("bin/python");
-    let stamp = venv.join(CLIENTS.join(" "));
-    if stamp.exists() {
-        return python;
-    }
-    let _ = std::fs::remove_dir_all(&venv);
-    let st = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .expect("python3 -m venv");
-    assert!(st.success(), "python3 -m venv failed");
-    let st = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .args(CLIENTS)
-        .status()
-        .expect("pip install");
-    assert!(
-        st.success(),
-        "pip install {CLIENTS:?} failed (PyPI reachable?)"
-    );
-    std::fs::write(&stamp, b"").unwrap();
-    python
+    ipfaas_testkit::python::venv(&venv, &CLIENTS)
 }
 
 #[tokio::test(flavor = "multi_thread")]

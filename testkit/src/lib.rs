@@ -5,6 +5,7 @@
 
 pub mod data;
 pub mod http;
+pub mod python;
 mod server;
 
 pub use data::{hex, multipart, ndjson, rand_bytes, tar_of, wheel, zip_of};

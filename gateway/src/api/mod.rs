@@ -10,6 +10,7 @@ pub mod kubo;
 mod lifecycle;
 mod path_gateway;
 mod secrets;
+mod trustless;
 
 pub use conn::run;
 

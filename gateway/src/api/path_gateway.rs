@@ -1,6 +1,9 @@
 //! Read-only path gateway: `GET|HEAD /ipfs/{cid}[/path]`. Files come with `Content-Length` and
 //! single-range `Range` support; directories as a JSON listing, or a tar stream (`?format=tar`).
 //!
+//! `?format=raw|car` (or an `Accept` asking for either) is the trustless gateway's
+//! ([`super::trustless`]).
+//!
 //! Caching follows the IPFS path-gateway spec (specs.ipfs.tech/http-gateways/path-gateway):
 //! what a path names never changes, so files and tars are `immutable` and every answer
 //! carries an `ETag` made from the resolved CID and the representation (weak for the JSON
@@ -32,6 +35,20 @@ pub async fn serve(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response
     }
     let path = IpfsPath::parse(&decoded)?;
     let store = app.reader(req.headers());
+    let q = Query::parse(req.uri());
+    let head = req.method() == Method::HEAD;
+    // verifiable answers (a raw block, a CAR) are the trustless gateway's
+    if let Some(want) = super::trustless::wanted(&q, req.headers())? {
+        let t = super::trustless::Request {
+            headers: req.headers(),
+            q: &q,
+            root: path.root,
+            segments: &path.segments,
+            head,
+            path: req.uri().path(),
+        };
+        return super::trustless::serve(store, t, want).await;
+    }
     // each step of the resolution: the root, then the CID every segment names
     let mut roots = vec![path.root];
     for seg in &path.segments {
@@ -39,8 +56,6 @@ pub async fn serve(app: &Arc<App>, req: Request<Incoming>) -> ApiResult<Response
         roots.push(store.resolve(here, &[seg.as_str()]).await?);
     }
     let cid = *roots.last().expect("starts with the root");
-    let q = Query::parse(req.uri());
-    let head = req.method() == Method::HEAD;
     let name = path.name();
     let kind = store.stat(&cid).await?;
     let tar = matches!(kind, Kind::Directory) && q.get("format") == Some("tar");
@@ -170,7 +185,7 @@ impl GatewayHeaders {
 }
 
 /// Whether `If-None-Match` names `etag` (or is `*`), comparing weakly as RFC 9110 §13.1.2 asks.
-fn if_none_match(headers: &header::HeaderMap, etag: &str) -> bool {
+pub(super) fn if_none_match(headers: &header::HeaderMap, etag: &str) -> bool {
     headers.get_all(header::IF_NONE_MATCH).iter().any(|v| {
         v.to_str().is_ok_and(|v| {
             v.split(',')

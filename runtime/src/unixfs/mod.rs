@@ -6,9 +6,11 @@
 //! (murmur3, fanout 256) once their estimated size exceeds 256 KiB. rust-unixfs (shipped with
 //! rust-ipfs) has no HAMT builder and no size-estimation modes, so this module owns both sides.
 
+pub mod car;
 pub mod dir;
 pub mod file;
 pub mod limits;
+pub mod links;
 pub mod pb;
 pub mod read;
 

@@ -152,12 +152,16 @@ fn check_name(dir: &Cid, name: &str) -> Result<()> {
     Ok(())
 }
 
-struct Shard {
-    pad: usize,
-    fanout: u64,
+/// What a HAMT shard node says of its layout.
+pub(crate) struct Shard {
+    /// Hex digits of a bucket prefix in link names.
+    pub pad: usize,
+    /// Buckets per shard.
+    pub fanout: u64,
 }
 
-fn dir_node<'a>(cid: &Cid, block: &'a [u8]) -> Result<(Node<'a>, Option<Shard>)> {
+/// A directory node and, for a HAMT shard, its layout.
+pub(crate) fn dir_node<'a>(cid: &Cid, block: &'a [u8]) -> Result<(Node<'a>, Option<Shard>)> {
     if cid.codec() != super::DAG_PB {
         return Err(Error::NotADirectory(cid.to_string()));
     }
