@@ -76,6 +76,27 @@ pub(crate) async fn deploy(
     Ok(())
 }
 
+/// Invokes `function` once with the body `x`; the input CID it was stored as.
+pub(crate) async fn stored_input(
+    http: &reqwest::Client,
+    s: &Server,
+    function: &str,
+) -> Result<String> {
+    Ok(http
+        .post(format!(
+            "{}/v1/functions/{function}/invoke?cache=false",
+            s.url
+        ))
+        .body("x")
+        .send()
+        .await?
+        .headers()
+        .get(headers::INPUT_CID)
+        .context("no input cid")?
+        .to_str()?
+        .to_string())
+}
+
 async fn invoke(http: &reqwest::Client, url: &str) -> Result<bytes::Bytes> {
     let r = http.post(url).send().await?;
     if !r.status().is_success() {
@@ -297,16 +318,7 @@ pub async fn run(args: &[String]) -> Result<()> {
     )
     .await?;
     println!("  two functions deployed in {:?}", t.elapsed());
-    let input = http
-        .post(format!("{}/v1/functions/trivial/invoke?cache=false", s.url))
-        .body("x")
-        .send()
-        .await?
-        .headers()
-        .get(headers::INPUT_CID)
-        .context("no input cid")?
-        .to_str()?
-        .to_string();
+    let input = stored_input(&http, &s, "trivial").await?;
     let url = format!(
         "{}/v1/functions/trivial/invoke?cid={input}&cache=false",
         s.url

@@ -19,7 +19,9 @@ mod docker;
 mod exe;
 mod invoke;
 mod load;
+mod peers;
 mod soak;
+mod transfer;
 
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
@@ -39,8 +41,13 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
 }
 
 fn write_random_file(path: &Path, size: u64) -> Result<()> {
+    write_seeded_file(path, size, 0)
+}
+
+/// `size` pseudo-random bytes; a different `seed` gives different bytes (no shared blocks).
+fn write_seeded_file(path: &Path, size: u64, seed: u64) -> Result<()> {
     let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
-    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    let mut s = 0x9E37_79B9_7F4A_7C15u64 ^ seed.wrapping_mul(0xD6E8_FEB8_6659_FD93);
     let mut buf = vec![0u8; 1 << 20];
     let mut left = size;
     while left > 0 {
@@ -166,8 +173,10 @@ async fn main() -> Result<()> {
         Some("docker") => docker::run(&args).await,
         Some("soak") => soak::run(&args).await,
         Some("load") => load::run(&args).await,
+        Some("peers") => peers::run(&args).await,
+        Some("transfer") => transfer::run(&args).await,
         _ => bail!(
-            "usage: ipfaas-bench store-add [--size-mib N] [--dir DIR]\n       ipfaas-bench invoke [--iters N] [--seconds S] [--concurrency C] [--sha-mib N] [--ipfaas PATH]\n       ipfaas-bench docker [--iters N] [--size-kib N] [--ipfaas PATH]\n       ipfaas-bench soak [--minutes M] [--workers W] [--no-docker] [--ipfaas PATH]\n       ipfaas-bench load [--minutes M] [--clients C] [--ipfaas PATH]"
+            "usage: ipfaas-bench store-add [--size-mib N] [--dir DIR]\n       ipfaas-bench invoke [--iters N] [--seconds S] [--concurrency C] [--sha-mib N] [--ipfaas PATH]\n       ipfaas-bench docker [--iters N] [--size-kib N] [--ipfaas PATH]\n       ipfaas-bench soak [--minutes M] [--workers W] [--no-docker] [--ipfaas PATH]\n       ipfaas-bench load [--minutes M] [--clients C] [--ipfaas PATH]\n       ipfaas-bench peers [--seconds S] [--rounds R] [--ipfaas PATH]\n       ipfaas-bench transfer [--sizes-mib 64,1024] [--ipfaas PATH]"
         ),
     }
 }

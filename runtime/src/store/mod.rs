@@ -130,6 +130,8 @@ struct Inner {
     /// Roots of adds written without a pin that wait for one ([`Store::sync_and_pin`]): a
     /// collection keeps them.
     unpinned: std::sync::Mutex<std::collections::HashSet<Cid>>,
+    /// Blocks being fetched ahead of a reader ([`BlockSource::prefetch`]).
+    prefetching: std::sync::Mutex<std::collections::HashSet<Cid>>,
     _lock: File,
 }
 
@@ -276,6 +278,7 @@ impl Store {
                 small: cache::SmallBlocks::default(),
                 gc_lock: Default::default(),
                 unpinned: Default::default(),
+                prefetching: Default::default(),
                 _lock: lock,
             }),
             fetch: true,
@@ -649,6 +652,38 @@ fn tokio_stream_from<T: Send + 'static>(
 }
 
 impl BlockSource for Store {
+    /// Starts fetching, each in a task of its own, the blocks of `cids` that are neither here
+    /// nor already being fetched (none when this store may not fetch). A failure is left to the
+    /// read that needs the block, which asks again and reports it.
+    fn prefetch(&self, cids: &[Cid]) {
+        if self.inner.offline || !self.fetch {
+            return;
+        }
+        for c in cids {
+            if self.inner.small.get(c).is_some() || self.inner.blocks.contains(c) {
+                continue;
+            }
+            let fresh = self
+                .inner
+                .prefetching
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(*c);
+            if !fresh {
+                continue;
+            }
+            let (this, c) = (self.clone(), *c);
+            tokio::spawn(async move {
+                let _ = this.block(&c).await;
+                this.inner
+                    .prefetching
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&c);
+            });
+        }
+    }
+
     async fn block(&self, cid: &Cid) -> Result<Bytes> {
         if let Some(data) = self.inner.small.get(cid) {
             return Ok(data);

@@ -18,7 +18,17 @@ use tokio::sync::mpsc;
 pub trait BlockSource: Clone + Send + Sync + 'static {
     /// The bytes of block `cid`, or [`Error::NotFound`] when it cannot be had.
     fn block(&self, cid: &Cid) -> impl Future<Output = Result<Bytes>> + Send;
+
+    /// A hint that `cids` will be asked for soon, in this order: a source that fetches from
+    /// peers starts asking for those it lacks, so a reader's round trips overlap. The default
+    /// does nothing.
+    fn prefetch(&self, cids: &[Cid]) {
+        let _ = cids;
+    }
 }
+
+/// How many blocks ahead of a file reader its source is told about ([`BlockSource::prefetch`]).
+pub const READ_AHEAD: usize = 32;
 
 /// File bytes as a stream of chunks, each of which may fail (a block not found, a bad node).
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
@@ -383,6 +393,10 @@ async fn send_range<B: BlockSource>(
     // (node, offset, the size its parent says it holds; None for the root)
     let mut stack = vec![(root, 0u64, None::<u64>)];
     while let Some((cid, off, expected)) = stack.pop() {
+        // the block entering the read-ahead window (the stack's top is read next)
+        if let Some(i) = stack.len().checked_sub(READ_AHEAD) {
+            src.prefetch(&[stack[i].0]);
+        }
         let block = src.block(&cid).await?;
         let differs = |holds: u64| {
             malformed(
@@ -421,6 +435,16 @@ async fn send_range<B: BlockSource>(
             child_off += size;
         }
         stack[first_child..].reverse();
+        // a node's children in range, the first READ_AHEAD of them, in reading order
+        let ahead: Vec<Cid> = stack[first_child..]
+            .iter()
+            .rev()
+            .take(READ_AHEAD)
+            .map(|e| e.0)
+            .collect();
+        if !ahead.is_empty() {
+            src.prefetch(&ahead);
+        }
     }
     Ok(())
 }
