@@ -166,10 +166,9 @@ pub async fn run(args: &[String]) -> Result<()> {
     deploy(&http, &s, "trivial", TRIVIAL, "").await?;
     let input = stored_input(&http, &s, "trivial").await?;
     let (_stdlib, stdlib_port) = spawn_python(&python.path, STDLIB)?;
-    let uv = uvicorn_python(
-        &python.path,
-        &std::env::temp_dir().join("ipfaas-bench-peers"),
-    )?;
+    // a venv of `python3` (the same interpreter), kept for later runs
+    let venv = std::env::temp_dir().join("ipfaas-bench-peers-uvicorn");
+    let uv = ipfaas_testkit::python::venv(&venv, &UVICORN);
     println!("uvicorn: {} ({})", uv.display(), UVICORN.join(", "));
     let (_uvicorn, uv_port) = spawn_python(&uv, ASGI)?;
     let targets = [
