@@ -21,6 +21,7 @@ use ipfaas_runtime::Store;
 use ipfaas_runtime::error::Error;
 use ipfaas_runtime::unixfs::car::{self, CarSpec, Scope};
 use ipfaas_runtime::unixfs::read::{self, BlockSource, Kind};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 /// The media type of a raw block.
@@ -33,8 +34,11 @@ pub const CAR: &str = "application/vnd.ipld.car";
 pub enum Wanted {
     /// One raw block.
     Raw,
-    /// A CAR stream; `dups` when duplicates are asked for.
-    Car { dups: bool },
+    /// A CAR stream.
+    Car {
+        /// Every block each time the walk meets it (`dups=y`), not only the first.
+        dups: bool,
+    },
 }
 
 /// The verifiable representation `q` and `headers` ask for, if any (`?format=` wins over
@@ -157,6 +161,11 @@ pub async fn serve(store: Store, r: Request<'_>, want: Wanted) -> ApiResult<Resp
     } else {
         store
     };
+    if want == Wanted::Raw && !r.segments.is_empty() {
+        return Err(ApiError::bad_request(
+            "a raw block is asked for by its CID alone: /ipfs/{cid}?format=raw (use format=car for a path)",
+        ));
+    }
     let first = match block(&store, &r.root).await {
         Ok(b) => b,
         Err(e @ Error::NotFound { .. }) if cached_only => {
@@ -169,11 +178,6 @@ pub async fn serve(store: Store, r: Request<'_>, want: Wanted) -> ApiResult<Resp
     };
     match want {
         Wanted::Raw => {
-            if !r.segments.is_empty() {
-                return Err(ApiError::bad_request(
-                    "a raw block is asked for by its CID alone: /ipfs/{cid}?format=raw (use format=car for a path)",
-                ));
-            }
             let root = r.root;
             let etag = format!("\"{root}.raw\"");
             let len = first.len();
@@ -212,7 +216,7 @@ async fn car(store: Store, r: &Request<'_>, dups: bool) -> ApiResult<Response<Bo
         roots.push(read::resolve(&rec, here, &[seg.as_str()]).await?);
     }
     let end = *roots.last().expect("starts with the root");
-    let path = std::mem::take(&mut *rec.seen.lock().unwrap());
+    let path = std::mem::take(&mut rec.seen.lock().unwrap().0);
     // the end must be here (or fetchable) before the answer starts
     let end_block = block(&store, &end).await?;
     let mut bytes = None;
@@ -247,7 +251,8 @@ async fn car(store: Store, r: &Request<'_>, dups: bool) -> ApiResult<Response<Bo
         bytes,
         dups,
     };
-    let body = if r.head {
+    // no walk for a HEAD or a 304
+    let body = if r.head || super::path_gateway::if_none_match(r.headers, &etag) {
         full("")
     } else {
         stream_body(car::car(store, spec))
@@ -306,15 +311,15 @@ fn set(h: &mut HeaderMap, k: impl header::IntoHeaderName, v: &str) {
 #[derive(Clone)]
 struct Recorder {
     store: Store,
-    seen: Arc<Mutex<Vec<Cid>>>,
+    seen: Arc<Mutex<(Vec<Cid>, HashSet<Cid>)>>,
 }
 
 impl BlockSource for Recorder {
     async fn block(&self, cid: &Cid) -> ipfaas_runtime::Result<Bytes> {
         let b = block(&self.store, cid).await?;
         let mut seen = self.seen.lock().unwrap();
-        if !seen.contains(cid) {
-            seen.push(*cid);
+        if seen.1.insert(*cid) {
+            seen.0.push(*cid);
         }
         Ok(b)
     }

@@ -14,6 +14,7 @@ pub mod add;
 pub mod blockstore;
 mod cache;
 pub mod export;
+mod fetch;
 pub mod gc;
 mod listing;
 pub mod metrics;
@@ -21,7 +22,7 @@ pub mod pins;
 
 use crate::error::{Error, Result};
 use crate::path::IpfsPath;
-use crate::unixfs::read::{self, BlockSource, ByteStream, Kind};
+use crate::unixfs::read::{self, ByteStream, Kind};
 use add::{AddOptions, AddOutcome, Adder};
 use blockstore::FlatFs;
 use bytes::Bytes;
@@ -649,111 +650,4 @@ fn tokio_stream_from<T: Send + 'static>(
     mut rx: tokio::sync::mpsc::Receiver<T>,
 ) -> impl futures::Stream<Item = T> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
-impl BlockSource for Store {
-    /// Starts fetching, each in a task of its own, the blocks of `cids` that are neither here
-    /// nor already being fetched (none when this store may not fetch). A failure is left to the
-    /// read that needs the block, which asks again and reports it.
-    fn prefetch(&self, cids: &[Cid]) {
-        if self.inner.offline || !self.fetch {
-            return;
-        }
-        for c in cids {
-            if self.inner.small.get(c).is_some() || self.inner.blocks.contains(c) {
-                continue;
-            }
-            let fresh = self
-                .inner
-                .prefetching
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(*c);
-            if !fresh {
-                continue;
-            }
-            let (this, c) = (self.clone(), *c);
-            tokio::spawn(async move {
-                let _ = this.block(&c).await;
-                this.inner
-                    .prefetching
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&c);
-            });
-        }
-    }
-
-    async fn block(&self, cid: &Cid) -> Result<Bytes> {
-        if let Some(data) = self.inner.small.get(cid) {
-            return Ok(data);
-        }
-        let inner = self.inner.clone();
-        let c = *cid;
-        let local = tokio::task::spawn_blocking(move || inner.blocks.get(&c))
-            .await
-            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
-        if let Some(data) = local {
-            let data = Bytes::from(data);
-            self.inner.small.put(cid, &data);
-            return Ok(data);
-        }
-        let waited = self.inner.fetch_timeout;
-        if self.inner.offline || !self.fetch {
-            return Err(Error::NotFound {
-                cid: cid.to_string(),
-                waited: Duration::ZERO,
-                cause: (!self.fetch && !self.inner.offline).then(|| {
-                    "this read may not fetch from peers: send the API token, or start the node with --fetch-on-read".to_string()
-                }),
-            });
-        }
-        // rust-ipfs asks peers over bitswap, checks the bytes against the CID and stores them.
-        // A defence, not a fix for an observed failure (that was vendor/pollable-map): reading
-        // rust-ipfs 0.16's bitswap, once one peer has said "have" the others are not asked, and
-        // if that peer dies with the block in flight nobody is asked again until the 30 s
-        // rebroadcast. So each ask gets a short wait (3 s, doubling, which a slow link still
-        // fits in); when it fails or stalls, the want is dropped and made afresh, which asks
-        // every connected peer again. Our deadline decides "not found".
-        let deadline = Instant::now() + waited;
-        let mut last_error = None;
-        let mut patience = Duration::from_secs(3);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let wait = patience.min(left);
-            patience *= 2;
-            // rust-ipfs's own timer runs a little longer, so ours tells a stall apart
-            let fetch = self
-                .inner
-                .node
-                .get_block(*cid)
-                .timeout(wait + Duration::from_secs(1));
-            match tokio::time::timeout(wait, fetch).await {
-                Ok(Ok(block)) => {
-                    let m = &self.inner.metrics;
-                    m.fetched_blocks.inc();
-                    m.blocks.inc();
-                    m.bytes.add(block.data().len() as i64);
-                    return Ok(Bytes::copy_from_slice(block.data()));
-                }
-                Ok(Err(e)) => {
-                    tracing::debug!("fetching {cid}: {e:#}; asking again");
-                    last_error = Some(format!("{e:#}"));
-                    tokio::time::sleep(Duration::from_millis(100).min(left)).await;
-                }
-                Err(_) => {
-                    tracing::debug!("fetching {cid}: no block after {wait:.1?}; asking again")
-                }
-            }
-        }
-        self.inner.metrics.fetch_failures.inc();
-        Err(Error::NotFound {
-            cid: cid.to_string(),
-            waited,
-            cause: last_error,
-        })
-    }
 }

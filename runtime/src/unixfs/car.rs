@@ -110,6 +110,8 @@ fn cbor_len(out: &mut Vec<u8>, major: u8, n: u64) {
         0..=23 => out.push(major | n as u8),
         24..=0xff => out.extend_from_slice(&[major | 24, n as u8]),
         _ => {
+            // a CID (at most 64-byte digests) is far shorter
+            assert!(n <= 0xffff, "a CAR header root of {n} bytes");
             out.push(major | 25);
             out.extend_from_slice(&(n as u16).to_be_bytes());
         }
@@ -166,7 +168,7 @@ impl<'a, B: BlockSource> Walk<'a, B> {
         match spec.scope {
             Scope::Block => {
                 let b = self.block(&spec.end).await?;
-                self.emit(&spec.end, &b).await.map(drop)
+                self.emit(&spec.end, &b).await
             }
             Scope::All => self.all(spec.end).await,
             Scope::Entity => self.entity(spec.end, spec.bytes).await,
@@ -181,16 +183,15 @@ impl<'a, B: BlockSource> Walk<'a, B> {
         self.src.block(cid).await
     }
 
-    /// Sends `cid`'s section unless it is an identity CID or (without dups) was sent already;
-    /// `false` when it was skipped as a repeat (its DAG went out with it).
-    async fn emit(&mut self, cid: &Cid, data: &[u8]) -> Result<bool> {
+    /// Sends `cid`'s section unless it is an identity CID or (without dups) was sent already.
+    async fn emit(&mut self, cid: &Cid, data: &[u8]) -> Result<()> {
         if !self.dups && !self.sent.insert(*cid) {
-            return Ok(false);
+            return Ok(());
         }
         if cid.hash().code() != IDENTITY {
             self.out(section(cid, data)).await?;
         }
-        Ok(true)
+        Ok(())
     }
 
     async fn out(&self, b: Bytes) -> Result<()> {
@@ -202,12 +203,13 @@ impl<'a, B: BlockSource> Walk<'a, B> {
         })
     }
 
-    /// The whole DAG below `end`, depth-first; without dups a repeated block's DAG is not
-    /// walked again (it went out the first time).
+    /// The whole DAG below `end`, depth-first; without dups a block's DAG is walked once (it
+    /// went out whole the first time). Blocks sent only as the path's proof are still walked.
     async fn all(&mut self, end: Cid) -> Result<()> {
+        let mut walked = HashSet::new();
         let mut stack = vec![end];
         while let Some(cid) = stack.pop() {
-            if !self.dups && self.sent.contains(&cid) {
+            if !self.dups && !walked.insert(cid) {
                 continue;
             }
             let b = self.block(&cid).await?;
@@ -233,25 +235,35 @@ impl<'a, B: BlockSource> Walk<'a, B> {
             Some(DataType::File | DataType::Raw) => self.file(end, b, bytes).await,
             Some(DataType::HamtShard) => self.shards(end, b).await,
             // a plain directory, a symlink, dag-pb that is not UnixFS
-            _ => self.emit(&end, &b).await.map(drop),
+            _ => self.emit(&end, &b).await,
         }
     }
 
     /// The blocks of the file `root` (whose block is `first`) that hold `range` (all of them
     /// without one), depth-first: a node, then those of its children that overlap the range.
+    ///
+    /// Without dups, a node met again is skipped only if its whole span was inside the range
+    /// the first time (all its blocks went out then); one cut by the range's edge is walked
+    /// again at its new offset, which only the nodes along the two edges can be.
     async fn file(&mut self, root: Cid, first: Bytes, range: Option<Range<u64>>) -> Result<()> {
+        let whole = range.is_none();
         let want = range.unwrap_or(0..u64::MAX);
+        let mut complete: HashSet<Cid> = HashSet::new();
         let mut stack: Vec<(Cid, u64, Option<Bytes>)> = vec![(root, 0, Some(first))];
         while let Some((cid, off, got)) = stack.pop() {
+            if !self.dups && complete.contains(&cid) {
+                continue;
+            }
             let b = match got {
                 Some(b) => b,
                 None => self.block(&cid).await?,
             };
-            if !self.emit(&cid, &b).await? && !self.dups {
-                // without dups, a repeated subtree is not sent again (its blocks are known)
-                continue;
-            }
+            self.emit(&cid, &b).await?;
+            let inside = |holds: u64| off >= want.start && off.saturating_add(holds) <= want.end;
             if cid.codec() != DAG_PB {
+                if !self.dups && inside(b.len() as u64) {
+                    complete.insert(cid);
+                }
                 continue;
             }
             let node = Node::decode(&b).map_err(|e| malformed(&cid, e))?;
@@ -259,11 +271,17 @@ impl<'a, B: BlockSource> Walk<'a, B> {
             if node.links.len() != fs.blocksizes.len() {
                 return Err(malformed(&cid, "links and blocksizes of different lengths"));
             }
-            let mut child = off.saturating_add(fs.data.map_or(0, |d| d.len() as u64));
+            let data = fs.data.map_or(0, |d| d.len() as u64);
+            let holds = fs.blocksizes.iter().fold(data, |a, b| a.saturating_add(*b));
+            if !self.dups && inside(holds) {
+                complete.insert(cid);
+            }
+            let mut child = off.saturating_add(data);
             let first_child = stack.len();
             for (l, size) in node.links.iter().zip(&fs.blocksizes) {
                 let end = child.saturating_add(*size);
-                if child < want.end && end > want.start {
+                // without a range every child goes (an empty one too)
+                if whole || (child < want.end && end > want.start) {
                     stack.push((l.cid, child, None));
                 }
                 child = end;
@@ -275,15 +293,17 @@ impl<'a, B: BlockSource> Walk<'a, B> {
 
     /// A HAMT directory's shards, not the entries they point to.
     async fn shards(&mut self, root: Cid, first: Bytes) -> Result<()> {
+        let mut walked = HashSet::new();
         let mut stack: Vec<(Cid, Option<Bytes>)> = vec![(root, Some(first))];
         while let Some((cid, got)) = stack.pop() {
+            if !self.dups && !walked.insert(cid) {
+                continue;
+            }
             let b = match got {
                 Some(b) => b,
                 None => self.block(&cid).await?,
             };
-            if !self.emit(&cid, &b).await? && !self.dups {
-                continue;
-            }
+            self.emit(&cid, &b).await?;
             let (node, shard) = dir_node(&cid, &b)?;
             let shard = shard.ok_or_else(|| malformed(&cid, "HAMT links to a non-shard"))?;
             // a link named by its bucket alone is a sub-shard; longer names are entries
